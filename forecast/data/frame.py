@@ -1,0 +1,287 @@
+"""Load a user's DataFrame into a validated, numeric `SeriesFrame`.
+
+This is where bad input is caught: every check raises a `ValueError` that names the
+column, row or timestamp at fault. Nothing downstream re-validates.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from forecast.data.calendar import calendar_features
+
+log = logging.getLogger(__name__)
+
+FillPolicy = Literal["ffill", "interpolate", "zero"]
+FILL_POLICIES: tuple[str, ...] = ("ffill", "interpolate", "zero")
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """Which column plays which part.
+
+    Args:
+        targets: columns to forecast.
+        past_covariates: columns observed only up to the forecast origin (encoder input).
+        known_covariates: user columns whose future values are known (decoder input too).
+        calendar: add calendar features derived from the time index (known in the future).
+        time_column: name of the time column; None means the frame has a DatetimeIndex.
+        series_id: column naming the series in a long-format frame with several series.
+    """
+
+    targets: tuple[str, ...]
+    past_covariates: tuple[str, ...] = ()
+    known_covariates: tuple[str, ...] = ()
+    calendar: bool = True
+    time_column: str | None = "date"
+    series_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "past_covariates", "known_covariates"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, (value,))
+            else:
+                object.__setattr__(self, name, tuple(value))
+        if not self.targets:
+            raise ValueError("ColumnRoles needs at least one target column, got none")
+        seen: dict[str, str] = {}
+        for role in ("targets", "past_covariates", "known_covariates"):
+            for col in getattr(self, role):
+                if col in seen:
+                    raise ValueError(f"column {col!r} is given two roles: {seen[col]} and {role}")
+                seen[col] = role
+
+
+@dataclass
+class SeriesFrame:
+    """Validated series as one float32 array, several series stacked along time.
+
+    Columns are ordered targets, past covariates, known covariates, calendar features, so
+    every role is a contiguous slice. Rows of series `s` are `bounds[s]:bounds[s + 1]`.
+    """
+
+    values: np.ndarray  # [T_total, C] float32
+    timestamps: np.ndarray  # [T_total] datetime64[ns]
+    bounds: np.ndarray  # [S + 1] int64 row offsets of each series
+    series_ids: list[str]
+    targets: list[str]
+    past_covariates: list[str]
+    known_covariates: list[str]  # user columns + calendar features
+    calendar_columns: list[str]
+    freq: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.targets + self.past_covariates + self.known_covariates
+
+    @property
+    def n_series(self) -> int:
+        return len(self.series_ids)
+
+    def lengths(self) -> np.ndarray:
+        """Rows per series."""
+        return np.diff(self.bounds)
+
+    def role_slice(self, role: str) -> slice:
+        """Column slice of a role: 'targets', 'past_covariates' or 'known_covariates'."""
+        n_t, n_p = len(self.targets), len(self.past_covariates)
+        n_k = len(self.known_covariates)
+        return {
+            "targets": slice(0, n_t),
+            "past_covariates": slice(n_t, n_t + n_p),
+            "known_covariates": slice(n_t + n_p, n_t + n_p + n_k),
+        }[role]
+
+    @property
+    def n_scaled(self) -> int:
+        """Number of leading columns that are scaled (all but calendar features)."""
+        return len(self.columns) - len(self.calendar_columns)
+
+
+def _check_columns(df: pd.DataFrame, roles: ColumnRoles) -> None:
+    wanted = [*roles.targets, *roles.past_covariates, *roles.known_covariates]
+    if roles.time_column is not None:
+        wanted.append(roles.time_column)
+    if roles.series_id is not None:
+        wanted.append(roles.series_id)
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise ValueError(f"unknown column(s) {missing}; the frame has columns {list(df.columns)}")
+
+
+def _timestamps(df: pd.DataFrame, roles: ColumnRoles) -> pd.DatetimeIndex:
+    if roles.time_column is None:
+        if not isinstance(df.index, pd.DatetimeIndex):
+            raise ValueError(
+                "time_column is None, so the frame needs a DatetimeIndex, "
+                f"but its index is a {type(df.index).__name__}"
+            )
+        return df.index
+    col = df[roles.time_column]
+    try:
+        return pd.DatetimeIndex(pd.to_datetime(col))
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"time column {roles.time_column!r} could not be parsed as timestamps: {err}"
+        ) from None
+
+
+def _check_numeric(df: pd.DataFrame, cols: list[str]) -> None:
+    for col in cols:
+        if not (pd.api.types.is_numeric_dtype(df[col]) and not pd.api.types.is_bool_dtype(df[col])):
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            example = df[col][bad].iloc[0] if bad.any() else df[col].iloc[0]
+            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+            raise ValueError(
+                f"column {col!r} is not numeric (dtype {df[col].dtype}); "
+                f"first non-numeric value {example!r} at row {row}"
+            )
+
+
+def _fill(values: np.ndarray, policy: FillPolicy) -> np.ndarray:
+    frame = pd.DataFrame(values)
+    if policy == "ffill":
+        frame = frame.ffill().bfill()
+    elif policy == "interpolate":
+        frame = frame.interpolate(limit_direction="both")
+    else:
+        frame = frame.fillna(0.0)
+    return frame.to_numpy(dtype=np.float32)
+
+
+def _check_finite(
+    values: np.ndarray, cols: list[str], times: pd.DatetimeIndex, fill: FillPolicy | None, sid: str
+) -> np.ndarray:
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return values
+    if fill is not None and not np.isinf(values).any():
+        log.info("series %s: filled %d missing values with policy %r", sid, int(bad.sum()), fill)
+        return _fill(values, fill)
+    row, c = (int(i) for i in np.argwhere(bad)[0])
+    kind = "infinite" if np.isinf(values[row, c]) else "NaN"
+    hint = "" if kind == "infinite" else f"; pass fill= one of {list(FILL_POLICIES)} to fill them"
+    where = f" of series {sid!r}" if sid else ""
+    raise ValueError(
+        f"column {cols[c]!r}{where} has {int(bad[:, c].sum())} NaN/infinite value(s); "
+        f"first is {kind} at row {row} ({times[row]}){hint}"
+    )
+
+
+def _check_times(times: pd.DatetimeIndex, sid: str) -> None:
+    where = f" in series {sid!r}" if sid else ""
+    if times.hasnans:
+        row = int(np.flatnonzero(times.isna())[0])
+        raise ValueError(f"missing timestamp at row {row}{where}")
+    diffs = np.diff(times.to_numpy(dtype="datetime64[ns]")).astype(np.int64)
+    if (diffs == 0).any():
+        row = int(np.flatnonzero(diffs == 0)[0]) + 1
+        raise ValueError(f"duplicate timestamp {times[row]} at row {row}{where}")
+    if (diffs < 0).any():
+        row = int(np.flatnonzero(diffs < 0)[0]) + 1
+        raise ValueError(
+            f"timestamps are not sorted{where}: row {row} ({times[row]}) comes after "
+            f"{times[row - 1]}; sort the frame by time first"
+        )
+
+
+def _infer_freq(times: pd.DatetimeIndex) -> str:
+    if len(times) < 3:
+        raise ValueError(f"cannot infer a frequency from {len(times)} timestamps; pass freq=")
+    with warnings.catch_warnings():  # pandas 3 announces an offset return type; take either
+        warnings.filterwarnings("ignore", message=".*infer_freq.*")
+        freq = pd.infer_freq(times[: min(len(times), 1000)])
+    freq = getattr(freq, "freqstr", freq)
+    if freq is None:  # gaps at the start: fall back to the most common step
+        step = pd.Series(times).diff().mode().iloc[0]
+        freq = pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
+    return freq
+
+
+def _check_regular(times: pd.DatetimeIndex, freq: str, sid: str) -> None:
+    expected = pd.date_range(times[0], periods=len(times), freq=freq)
+    if len(times) and times[-1] == expected[-1] and times.equals(expected):
+        return
+    mismatch = np.flatnonzero(times != expected)
+    row = int(mismatch[0])
+    where = f" in series {sid!r}" if sid else ""
+    raise ValueError(
+        f"gap in the {freq!r} frequency{where}: row {row} is {times[row]} but "
+        f"{expected[row]} was expected after {times[row - 1]}; "
+        "fill the missing timestamps (e.g. with frame.asfreq) or pass the right freq="
+    )
+
+
+def prepare_frame(
+    df: pd.DataFrame,
+    roles: ColumnRoles,
+    *,
+    freq: str | None = None,
+    fill: FillPolicy | None = None,
+) -> SeriesFrame:
+    """Validate `df` and turn it into a `SeriesFrame`.
+
+    Args:
+        df: wide frame (one series) or long frame with a `roles.series_id` column.
+        roles: which columns are targets and covariates.
+        freq: pandas frequency alias; inferred from the timestamps when None.
+        fill: fill policy for NaN values ('ffill', 'interpolate', 'zero'); None raises.
+
+    Raises:
+        ValueError: naming the column, row or timestamp at fault.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if fill is not None and fill not in FILL_POLICIES:
+        raise ValueError(f"unknown fill policy {fill!r}; expected one of {list(FILL_POLICIES)}")
+    if len(df) == 0:
+        raise ValueError("the frame is empty")
+    _check_columns(df, roles)
+    value_cols = [*roles.targets, *roles.past_covariates, *roles.known_covariates]
+    _check_numeric(df, value_cols)
+    times_all = _timestamps(df, roles)
+
+    if roles.series_id is None:
+        groups = [("", np.arange(len(df)))]
+    else:
+        ids = df[roles.series_id].astype(str).to_numpy()
+        order = pd.unique(ids)
+        groups = [(str(s), np.flatnonzero(ids == s)) for s in order]
+
+    blocks, stamps, bounds, cal_names = [], [], [0], []
+    for sid, rows in groups:
+        times = times_all[rows]
+        _check_times(times, sid)
+        this_freq = freq or _infer_freq(times)
+        freq = this_freq  # every series shares the first one's frequency
+        _check_regular(times, freq, sid)
+        values = df[value_cols].iloc[rows].to_numpy(dtype=np.float32, copy=True)
+        values = _check_finite(values, value_cols, times, fill, sid)
+        if roles.calendar:
+            cal = calendar_features(times, freq)
+            cal_names = list(cal.columns)
+            values = np.concatenate([values, cal.to_numpy(dtype=np.float32)], axis=1)
+        blocks.append(values)
+        stamps.append(times.to_numpy(dtype="datetime64[ns]"))
+        bounds.append(bounds[-1] + len(rows))
+
+    values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+    return SeriesFrame(
+        values=np.ascontiguousarray(values, dtype=np.float32),
+        timestamps=stamps[0] if len(stamps) == 1 else np.concatenate(stamps),
+        bounds=np.asarray(bounds, dtype=np.int64),
+        series_ids=[sid for sid, _ in groups],
+        targets=list(roles.targets),
+        past_covariates=list(roles.past_covariates),
+        known_covariates=[*roles.known_covariates, *cal_names],
+        calendar_columns=cal_names,
+        freq=str(freq),
+    )

@@ -1,0 +1,59 @@
+"""The one interface every model sits behind: baselines and torch networks alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from forecast.data.windows import Batch, WindowDataset, WindowLayout
+
+
+@dataclass(frozen=True)
+class ForecastOutput:
+    """What every model returns for a batch; attention always comes back as data.
+
+    Args:
+        prediction: [B, H, targets] in the scaled space.
+        temporal_attention: [B, H, L] decoder step x encoder step, rows sum to 1.
+        feature_attention: [B, L, F] per input step, per encoder feature, rows sum to 1.
+        extras: model-specific maps (e.g. transformer attention per layer and head).
+    """
+
+    prediction: Tensor
+    temporal_attention: Tensor | None = None
+    feature_attention: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base of every model's config dataclass (hyper-parameters only, no data)."""
+
+
+class Forecaster(ABC):
+    """`fit(train, val)` then `predict_batch(batch)`; everything in the scaled space.
+
+    Subclasses declare `Config` (a frozen dataclass of hyper-parameters) and are built by
+    `forecast.models.create_model(name, layout, **params)`.
+    """
+
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    name: str = "forecaster"
+
+    def __init__(self, layout: WindowLayout, config: ModelConfig | None = None) -> None:
+        self.layout = layout
+        self.config = config if config is not None else self.Config()
+
+    def fit(self, train: WindowDataset, val: WindowDataset | None = None) -> Forecaster:
+        """Learn from training windows (baselines that learn nothing return self)."""
+        return self
+
+    @abstractmethod
+    def predict_batch(self, batch: Batch) -> ForecastOutput:
+        """Forecast a batch of windows; must only read the past and known-future fields."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
