@@ -1,186 +1,174 @@
 #!/usr/bin/env python
-"""Run a forecasting experiment and write a run folder.
+"""Run a forecasting experiment from a config file and write a run folder.
 
-With no options it runs every registered model (baselines and neural models) on the
-embedded synthetic dataset, whose true driver covariate and lag are known.
+With no options it runs configs/quick.toml: every registered model (baselines and neural
+models, small training budgets) on the embedded synthetic dataset, whose true driver
+covariate and lag are known.
+
+A config file (TOML, see forecast/config.py and configs/*.toml) has the sections [run],
+[data], [train], [model.NAME], [evaluation], [backtest], [interpret]. Change any value with
+--set (repeatable; applied after the file and the shortcut options below):
+    --set data.horizon=48            a config section's key (SECTION.KEY=VALUE)
+    --set run.seeds=[0,1,2]          lists and numbers as literals, bare words as strings
+    --set train.epochs=5             training settings shared by every neural model
+    --set lstm.attention=luong_dot   a model's hyper-parameter (MODEL.PARAM=VALUE,
+                                     the same as model.lstm.attention=luong_dot)
+    --set 'models=["lstm","linear"]' the models to run (baselines are always added)
 
 Examples:
     python run_experiment.py
+    python run_experiment.py --config configs/etth1_u.toml
+    python run_experiment.py --config configs/etth1_u.toml --set run.seeds=[0] --models lstm
     python run_experiment.py --dataset ETTh1 --data-path ../shared/data/ETTh1.csv \\
         --targets OT --covariates none --no-calendar --input-length 96 --horizon 24
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
+    python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
-from forecast.experiment import BASELINES, ExperimentConfig, run
-from forecast.models.registry import get_entry, list_models
+from forecast.config import (
+    ConfigError,
+    ExperimentConfig,
+    apply_override,
+    config_from_dict,
+    config_to_dict,
+    read_toml,
+)
 
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "quick.toml"
 
-def _value(text: str) -> Any:
-    """'3' -> 3, '0.5' -> 0.5, 'true' -> True, 'none' -> None, else the string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
-    """['lstm.hidden_size=32'] -> {'lstm': {'hidden_size': 32}}."""
-    params: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        model, dot, name = key.partition(".")
-        if not sep or not dot or not model or not name:
-            raise ValueError(
-                f"--set expects MODEL.PARAM=VALUE (e.g. linear.alpha=10), got {item!r}"
-            )
-        params.setdefault(model, {})[name] = _value(value)
-    return params
+# Shortcut options: (flag, config path, argparse keywords). Each maps onto one config key.
+SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("--dataset", "data.dataset", {"help": "'synthetic', a registered dataset or 'csv'"}),
+    ("--data-path", "data.data_path", {"help": "local file of a registered dataset, or the CSV"}),
+    ("--targets", "data.targets", {"nargs": "+", "help": "target column(s)"}),
+    ("--covariates", "data.covariates", {"nargs": "+", "help": "'all', 'none', or names"}),
+    ("--known-covariates", "data.known_covariates", {"nargs": "+", "help": "known-future columns"}),
+    ("--no-calendar", "data.calendar", {"action": "store_false", "help": "no calendar features"}),
+    ("--time-column", "data.time_column", {"help": "time column of a CSV"}),
+    ("--series-id", "data.series_id", {"help": "series-id column of a long-format CSV"}),
+    ("--synthetic-rows", "data.synthetic_rows", {"type": int, "help": "synthetic data rows"}),
+    ("--input-length", "data.input_length", {"type": int, "help": "encoder length L"}),
+    ("--horizon", "data.horizon", {"type": int, "help": "forecast length H"}),
+    (
+        "--split",
+        "data.split",
+        {"choices": ["fractions", "ett_hour", "ett_minute"], "help": "split"},
+    ),
+    ("--fractions", "data.fractions", {"nargs": 3, "type": float, "help": "train val test"}),
+    ("--scaling", "data.scaling", {"choices": ["per_series", "global", "none"], "help": "z-score"}),
+    ("--stride", "evaluation.stride", {"type": int, "help": "step between test windows"}),
+    ("--models", "models", {"nargs": "+", "help": "models or 'all'/'baselines'/'neural'"}),
+    ("--seeds", "run.seeds", {"nargs": "+", "type": int, "help": "one fit per model and seed"}),
+    ("--device", "run.device", {"choices": ["auto", "cpu", "cuda", "mps"], "help": "device"}),
+    ("--output-dir", "run.output_dir", {"help": "parent folder of run folders"}),
+    ("--run-name", "run.name", {"help": "run folder name (never reused)"}),
+    ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface; every option maps to an `ExperimentConfig` field."""
-    d = ExperimentConfig()
+    """The command-line interface: a config file, overrides, and shortcut options."""
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset",
-        default=d.dataset,
-        help="'synthetic' (embedded ground-truth data, default), a registered "
-        "dataset (see --list-datasets) or 'csv' with --data-path",
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="experiment config (TOML); default: configs/quick.toml",
     )
-    g.add_argument(
-        "--data-path",
-        help="local file for a registered dataset (skips the "
-        "download), or the CSV file for --dataset csv",
-    )
-    g.add_argument(
-        "--targets", nargs="+", help="target column(s); the dataset's default if omitted"
-    )
-    g.add_argument(
-        "--covariates",
-        nargs="+",
-        default=["all"],
-        help="past covariates: 'all' other columns (default), 'none', or names",
-    )
-    g.add_argument(
-        "--known-covariates",
-        nargs="+",
-        default=[],
-        help="columns whose future values are known (fed to decoders)",
-    )
-    g.add_argument(
-        "--no-calendar",
-        action="store_true",
-        help="do not add calendar features (hour, weekday, ...) as known covariates",
-    )
-    g.add_argument("--time-column", default=d.time_column, help="time column of a CSV")
-    g.add_argument("--series-id", help="series-id column of a long-format CSV")
-    g.add_argument(
-        "--synthetic-rows", type=int, default=d.synthetic_rows, help="rows of the synthetic dataset"
-    )
-    g = p.add_argument_group("windows and split")
-    g.add_argument("--input-length", type=int, default=d.input_length, help="encoder length L")
-    g.add_argument("--horizon", type=int, default=d.horizon, help="forecast length H")
-    g.add_argument(
-        "--split",
-        choices=["fractions", "ett_hour", "ett_minute"],
-        help="split protocol; the dataset's own when omitted (70/10/20 fractions "
-        "for synthetic and CSV data)",
-    )
-    g.add_argument(
-        "--fractions",
-        nargs=3,
-        type=float,
-        default=list(d.fractions),
-        metavar=("TRAIN", "VAL", "TEST"),
-        help="fractions for --split fractions",
-    )
-    g.add_argument(
-        "--scaling",
-        choices=["per_series", "global", "none"],
-        default=d.scaling,
-        help="z-score per series or global, fitted on training rows only",
-    )
-    g.add_argument(
-        "--stride", type=int, default=d.stride, help="step between test windows (1 = every window)"
-    )
-    g = p.add_argument_group("models")
-    g.add_argument(
-        "--models",
-        nargs="+",
-        default=None,
-        help="models to run (see --list-models); baselines are always added; "
-        "default: every registered model",
-    )
-    g.add_argument(
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
-        metavar="MODEL.PARAM=VALUE",
-        help="a model hyper-parameter, repeatable",
+        metavar="PATH=VALUE",
+        help="SECTION.KEY=VALUE (data.horizon=48) or MODEL.PARAM=VALUE (lstm.hidden_size=32); "
+        "repeatable",
     )
-    g.add_argument("--seeds", nargs="+", type=int, default=d.seeds, help="seeds per model")
-    g.add_argument(
-        "--device",
-        default=d.device,
-        choices=["auto", "cpu", "cuda", "mps"],
-        help="device for neural models ('auto': CUDA, then MPS, then CPU)",
-    )
-    g = p.add_argument_group("output")
-    g.add_argument("--output-dir", default=d.output_dir, help="parent folder of run folders")
-    g.add_argument("--run-name", help="run folder name (a timestamp by default; never reused)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in its folder")
+    p.add_argument("--check", action="store_true", help="validate, print the config, and exit")
+    g = p.add_argument_group("shortcuts (each sets one config key, e.g. --horizon = data.horizon)")
+    for flag, path, kw in SHORTCUTS:
+        g.add_argument(flag, dest=path, default=None, **{**kw, "help": f"{kw['help']} ({path})"})
+    g = p.add_argument_group("output and information")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     g.add_argument("--quiet", action="store_true", help="log warnings only")
-    g = p.add_argument_group("information")
     g.add_argument("--list-models", action="store_true", help="list models and exit")
     g.add_argument("--list-datasets", action="store_true", help="list datasets and exit")
     return p
 
 
+def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config path -> value for every shortcut option that was given."""
+    out = {}
+    for _, path, _ in SHORTCUTS:
+        value = getattr(args, path)
+        if value is None or (path == "data.calendar" and value is True):
+            continue
+        if path == "data.covariates" and len(value) == 1 and value[0] in ("all", "none"):
+            value = value[0]
+        out[path] = list(value) if isinstance(value, list | tuple) else value
+    return out
+
+
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """Turn parsed arguments into an `ExperimentConfig`."""
-    cov = args.covariates
-    covariates = cov[0] if len(cov) == 1 and cov[0] in ("all", "none") else cov
-    return ExperimentConfig(
-        dataset=args.dataset,
-        data_path=args.data_path,
-        targets=args.targets,
-        covariates=covariates,
-        known_covariates=args.known_covariates,
-        calendar=not args.no_calendar,
-        time_column=args.time_column,
-        series_id=args.series_id,
-        input_length=args.input_length,
-        horizon=args.horizon,
-        split=args.split,
-        fractions=tuple(args.fractions),
-        scaling=args.scaling,
-        stride=args.stride,
-        models=args.models or list_models(),
-        model_params=parse_overrides(args.overrides),
-        seeds=args.seeds,
-        device=args.device,
-        progress=not args.no_progress,
-        output_dir=args.output_dir,
-        run_name=args.run_name,
-        synthetic_rows=args.synthetic_rows,
+    """The validated `ExperimentConfig`: file (or quick default), shortcuts, then --set."""
+    path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    raw = read_toml(path) if path is not None else {}
+    for key, value in _shortcut_overrides(args).items():
+        apply_override(raw, f"{key}={json.dumps(value)}")
+    for item in args.overrides:
+        apply_override(raw, item)
+    if args.no_progress:
+        raw.setdefault("run", {})["progress"] = False
+    return config_from_dict(raw)
+
+
+def _list(args: argparse.Namespace) -> None:
+    from forecast.models.registry import get_entry, list_models
+
+    if args.list_models:
+        for name in list_models():
+            entry = get_entry(name)
+            print(f"{name:20s} {entry.kind:9s} {entry.description}")
+    if args.list_datasets:
+        from forecast.data.registry import get_dataset_spec, list_datasets
+
+        print(f"{'synthetic':14s} embedded ground-truth data (driver covariate at a known lag)")
+        for name in list_datasets():
+            spec = get_dataset_spec(name)
+            print(f"{name:14s} {spec.freq:6s} targets {list(spec.targets)}  {spec.description}")
+
+
+def _print_result(result) -> None:
+    from forecast.report import SHOWN
+
+    board = result.leaderboard
+    cols = [c for c in SHOWN if c in board]
+    print()
+    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    sig = result.significance
+    print(
+        f"\ndm_*: Diebold-Mariano vs the best baseline '{sig['dm_vs'].iloc[0]}' "
+        "(squared error per window, HLN-corrected; negative = better than it)"
     )
+    if result.backtest is not None:
+        folds = result.backtest.groupby(["model", "fold"])["mse"].mean().unstack("fold")
+        print("\nbacktest MSE per fold:")
+        print(folds.to_string(float_format=lambda v: f"{v:.4f}"))
+    d = result.run_dir
+    print(f"\nrun folder: {d}")
+    print(f"report:     {d / 'report.html'} (and report.md)")
+    print(f"leaderboard {d / 'leaderboard.md'}, metrics {d / 'metrics.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,35 +178,33 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if args.list_models:
-        for name in list_models():
-            entry = get_entry(name)
-            print(f"{name:20s} {entry.kind:9s} {entry.description}")
+    if args.list_models or args.list_datasets:
+        _list(args)
         return 0
-    if args.list_datasets:
-        from forecast.data.registry import get_dataset_spec, list_datasets
+    from forecast.experiment import resume, run
 
-        print(f"{'synthetic':14s} embedded ground-truth data (driver covariate at a known lag)")
-        for name in list_datasets():
-            spec = get_dataset_spec(name)
-            print(f"{name:14s} {spec.freq:6s} targets {list(spec.targets)}  {spec.description}")
-        return 0
     try:
-        cfg = config_from_args(args)
-        result = run(cfg)
+        if args.resume:
+            given = args.config or args.overrides or _shortcut_overrides(args)
+            if given:
+                raise ConfigError(
+                    "--resume takes the run folder alone (its config.json is used); "
+                    "drop --config, --set and the shortcut options"
+                )
+            result = resume(args.resume, progress=False if args.no_progress else None)
+        else:
+            cfg = config_from_args(args)
+            if args.check:
+                print(json.dumps(config_to_dict(cfg), indent=2))
+                return 0
+            result = run(cfg)
     except ValueError as err:  # bad input: a clear message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
-    board = result.leaderboard
-    cols = [
-        c
-        for c in ["model", "kind", "mse", "mse_std", "mae", "mase", "skill_vs_naive", "fit_seconds"]
-        if c in board
-    ]
-    print()
-    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"\nbaselines: {', '.join(BASELINES)}")
-    print(f"run folder: {result.run_dir}")
+    except KeyboardInterrupt:
+        print("\ninterrupted; finish the run with --resume RUN_DIR (see the log)", file=sys.stderr)
+        return 130
+    _print_result(result)
     return 0
 
 

@@ -62,7 +62,9 @@ def forecast_plot(
     where = f" (series {series})" if series else ""
     fig.suptitle(f"Test forecasts vs actuals for {target}{where}, original units")
     axes[-1].set_xlabel("time (dotted line: forecast origin)")
-    fig.autofmt_xdate()
+    for ax in axes:  # fig.autofmt_xdate() would hide the dates of all but the last panel
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.tight_layout()
     table = pd.concat(data, ignore_index=True).rename(columns={"actual": "value"})
     return fig, table
 
@@ -83,3 +85,60 @@ def horizon_error_plot(per_horizon: pd.DataFrame, *, metric: str = "mse") -> Fig
     ax.set_ylabel(metric.upper())
     ax.legend(fontsize=8, ncols=2)
     return fig
+
+
+def leaderboard_plot(board: pd.DataFrame, *, metric: str = "mse") -> Figure:
+    """Mean test error per model with its std over seeds; baselines in grey.
+
+    Args:
+        board: leaderboard with columns model, kind, the metric and `<metric>_std`.
+        metric: which error to draw.
+    """
+    fig = Figure(figsize=(7, 0.35 * len(board) + 1.2))
+    ax = fig.subplots()
+    rows = board.iloc[::-1]  # best at the top
+    std = rows.get(f"{metric}_std", pd.Series(0.0, index=rows.index)).fillna(0.0)
+    colors = ["0.6" if k == "baseline" else "C0" for k in rows["kind"]]
+    ax.barh(rows["model"], rows[metric], xerr=std, color=colors, capsize=2)
+    ax.set_xlabel(f"test {metric.upper()} (scaled units), mean +- std over seeds")
+    ax.set_title("Leaderboard (grey: baselines)")
+    return fig
+
+
+def history_plot(histories: dict[str, pd.DataFrame]) -> tuple[Figure, pd.DataFrame]:
+    """Training and validation loss per epoch for each neural model.
+
+    Args:
+        histories: model name -> history frame (columns epoch, train_loss, val_loss).
+    """
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for i, (name, h) in enumerate(histories.items()):
+        ax.plot(h["epoch"], h["train_loss"], color=f"C{i}", ls="--", lw=1)
+        ax.plot(h["epoch"], h["val_loss"], color=f"C{i}", marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("MSE (scaled)")
+    ax.set_yscale("log")
+    ax.set_title("Validation loss (solid) and training loss (dashed)")
+    ax.legend(fontsize=8, ncols=2)
+    data = pd.concat([h.assign(model=n) for n, h in histories.items()], ignore_index=True)
+    return fig, data
+
+
+def backtest_plot(folds: pd.DataFrame, *, metric: str = "mse") -> tuple[Figure, pd.DataFrame]:
+    """Error per backtest fold for each model (mean over seeds).
+
+    Args:
+        folds: rows of (model, seed, fold, metrics).
+        metric: which error to draw.
+    """
+    data = folds.groupby(["model", "fold"], sort=False)[metric].mean().reset_index()
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for name, part in data.groupby("model", sort=False):
+        ax.plot(part["fold"], part[metric], marker="o", label=name)
+    ax.set_xlabel("fold (successive blocks of test origins)")
+    ax.set_ylabel(f"{metric.upper()} (scaled)")
+    ax.set_title("Rolling-origin backtest")
+    ax.legend(fontsize=8, ncols=2)
+    return fig, data

@@ -1,17 +1,28 @@
-"""A run folder whose files are written atomically and never overwrite a user's files."""
+"""A run folder whose files are written atomically and never overwrite a user's files,
+and the environment manifest written into it."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+PACKAGES = ("torch", "numpy", "pandas", "sklearn", "scipy", "matplotlib", "tqdm")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -24,6 +35,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes owner-only files; use the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -49,6 +61,20 @@ class RunFolder:
         path.mkdir(parents=True)
         self.path = path
 
+    @classmethod
+    def existing(cls, path: str | Path) -> RunFolder:
+        """An existing run folder, to resume writing into it.
+
+        Args:
+            path: the run folder (must hold a `config.json`).
+        """
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"{path} is not a run folder: it has no config.json")
+        folder = cls.__new__(cls)
+        folder.path = path
+        return folder
+
     def file(self, relative: str) -> Path:
         """Path of a file inside the run folder."""
         return self.path / relative
@@ -65,6 +91,20 @@ class RunFolder:
     def write_csv(self, relative: str, frame: pd.DataFrame) -> Path:
         """A DataFrame as CSV, without the index."""
         return atomic_write(self.file(relative), lambda p: frame.to_csv(p, index=False))
+
+    def write_npz(self, relative: str, **arrays: np.ndarray) -> Path:
+        """Arrays as one compressed .npz file.
+
+        Args:
+            relative: path inside the run folder, ending in .npz.
+            **arrays: name -> array.
+        """
+
+        def write(p: Path) -> None:
+            with open(p, "wb") as f:  # a file object: np.savez would append '.npz'
+                np.savez_compressed(f, **arrays)
+
+        return atomic_write(self.file(relative), write)
 
     def write_figure(self, relative: str, fig: Figure, data: pd.DataFrame | None = None) -> Path:
         """A figure as PNG, and the data behind it as CSV beside it."""
@@ -83,3 +123,62 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+    )
+    return out.stdout.strip()
+
+
+def _git_commit(repo: Path) -> dict[str, Any]:
+    """The commit and whether the tree has changes; empty if git or the repo is missing."""
+    try:
+        return {
+            "commit": _git(repo, "rev-parse", "HEAD"),
+            "dirty": bool(_git(repo, "status", "--porcelain")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+def environment_manifest(seeds: list[int], device: str) -> dict[str, Any]:
+    """Versions, platform, git commit, seeds and device: what a rerun needs to match.
+
+    Never fails: a missing package or git is recorded as missing.
+
+    Args:
+        seeds: the run's seeds.
+        device: the device the run asked for ('auto', 'cpu', ...).
+    """
+    versions = {}
+    for name in PACKAGES:
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = __import__(name)
+            except ImportError:
+                versions[name] = None
+                continue
+        versions[name] = getattr(module, "__version__", None)
+    resolved, threads = device, None
+    try:
+        import torch
+
+        from forecast.training import resolve_device
+
+        resolved, threads = str(resolve_device(device)), torch.get_num_threads()
+    except (ImportError, ValueError):
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "packages": versions,
+        "git": _git_commit(Path(__file__).resolve().parents[1]),
+        "seeds": list(seeds),
+        "device": {"requested": device, "resolved": resolved},
+    }

@@ -8,20 +8,21 @@ import pandas as pd
 import pytest
 
 import run_experiment
-from forecast.experiment import ExperimentConfig, run
+from forecast.config import (
+    BacktestConfig,
+    DataConfig,
+    ExperimentConfig,
+    RunConfig,
+)
+from forecast.experiment import run
+
+TINY_NEURAL = {"epochs": 1, "max_train_windows": 64, "max_val_windows": 32, "batch_size": 32}
 
 
-def _quick(tmp_path, **kw) -> ExperimentConfig:
-    base = dict(
-        synthetic_rows=1200,
-        input_length=48,
-        horizon=12,
-        models=["naive", "linear"],
-        output_dir=str(tmp_path),
-        run_name="r",
-        progress=False,
-    )
-    return ExperimentConfig(**{**base, **kw})
+def _quick(tmp_path, models=("naive", "linear"), **sections) -> ExperimentConfig:
+    data = DataConfig(synthetic_rows=1200, input_length=48, horizon=12)
+    run_cfg = RunConfig(output_dir=str(tmp_path), name="r", progress=False, threads=1)
+    return ExperimentConfig(models=list(models), data=data, run=run_cfg, **sections)
 
 
 def test_run_writes_a_complete_folder(tmp_path):
@@ -29,24 +30,36 @@ def test_run_writes_a_complete_folder(tmp_path):
     folder = result.run_dir
     for rel in [
         "config.json",
+        "environment.json",
         "metrics.json",
         "leaderboard.csv",
         "leaderboard.md",
+        "significance.csv",
         "per_horizon.csv",
         "predictions/naive.csv",
+        "results/naive/seed0.json",
+        "results/naive/seed0.npz",
         "plots/forecasts.png",
         "plots/forecasts.csv",
         "plots/horizon_mse.png",
+        "plots/leaderboard.png",
+        "report.md",
+        "report.html",
     ]:
         assert (folder / rel).is_file(), rel
     board = pd.read_csv(folder / "leaderboard.csv")
     assert set(board["model"]) >= {"naive", "seasonal_naive", "mean", "drift", "linear", "nlinear"}
     assert board["mse"].is_monotonic_increasing
+    assert {"rmse", "smape", "mase", "skill_vs_naive", "dm_stat", "dm_p_value"} <= set(board)
     config = json.loads((folder / "config.json").read_text())
     assert config["data"]["truth"]["lag"] == 12
+    env = json.loads((folder / "environment.json").read_text())
+    assert env["seeds"] == [0] and env["packages"]["numpy"] and "device" in env
     preds = pd.read_csv(folder / "predictions/naive.csv", parse_dates=["time", "origin_time"])
     assert (preds["time"] > preds["origin_time"]).all()
     assert not list(folder.rglob("*.tmp"))
+    html = (folder / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table" in html and 'src="plots/' not in html
 
 
 def test_existing_run_folder_is_never_reused(tmp_path):
@@ -58,8 +71,9 @@ def test_existing_run_folder_is_never_reused(tmp_path):
 
 
 def test_bad_model_params_fail_before_the_folder_is_made(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['alhpa'\]"):
-        run(_quick(tmp_path, model_params={"linear": {"alhpa": 1}}))
+    unknown = r"unknown key\(s\) \['alhpa'\] in section \[model.linear\]"
+    with pytest.raises(ValueError, match=unknown):
+        run(_quick(tmp_path, model={"linear": {"alhpa": 1}}))
     with pytest.raises(ValueError, match="unknown model 'lstmm'"):
         run(_quick(tmp_path, models=["lstmm"]))
     assert not list(tmp_path.iterdir())
@@ -71,17 +85,56 @@ def test_csv_dataset_with_series_id(tmp_path):
     df, _ = make_panel_dataset(n_series=2, n_rows=400, seed=1)
     path = tmp_path / "panel.csv"
     df.to_csv(path, index=False)
-    result = run(
-        _quick(
-            tmp_path / "runs",
-            dataset="csv",
-            data_path=str(path),
-            targets=["target"],
-            series_id="series_id",
-        )
+    cfg = _quick(tmp_path / "runs")
+    cfg.data = DataConfig(
+        dataset="csv",
+        data_path=str(path),
+        targets=["target"],
+        series_id="series_id",
+        input_length=48,
+        horizon=12,
     )
+    result = run(cfg)
     preds = pd.read_csv(result.run_dir / "predictions/naive.csv")
     assert set(preds["series"]) == {"s0", "s1"}
+    # one DM loss value per origin time, averaged over the two series
+    sig = pd.read_csv(result.run_dir / "significance.csv")
+    assert sig["dm_n"].max() == len(result.bundle.test) // 2
+
+
+def test_same_config_and_seed_reproduce_the_metrics_exactly(tmp_path):
+    cfg = _quick(tmp_path, models=("lstm_plain", "linear"), train=dict(TINY_NEURAL))
+    cfg.model = {"lstm_plain": {"hidden_size": 8}}
+    cfg.run.seeds = [0, 1]
+    a = run(cfg)
+    b = run(cfg)
+    assert a.run_dir != b.run_dir
+    cols = ["model", "seed", "mse", "mae", "rmse", "smape", "mase", "orig_mse"]
+    pd.testing.assert_frame_equal(a.per_seed[cols], b.per_seed[cols], check_exact=True)
+    neural = a.per_seed[a.per_seed["model"] == "lstm_plain"]
+    assert neural["mse"].nunique() == 2  # the seed is used: two seeds, two results
+    assert (a.run_dir / "checkpoints/lstm_plain_seed1.pt").is_file()
+    assert (a.run_dir / "history/lstm_plain_seed0.csv").is_file()
+    assert (a.run_dir / "plots/history.png").is_file()
+    row = a.leaderboard.set_index("model").loc["lstm_plain"]
+    assert row["n_seeds"] == 2 and row["mse_std"] > 0
+
+
+def test_backtest_without_and_with_refit(tmp_path):
+    models = ("naive", "linear")
+    once = run(_quick(tmp_path, models, backtest=BacktestConfig(folds=3, refit=False)))
+    refit = run(_quick(tmp_path, models, backtest=BacktestConfig(folds=3, refit=True)))
+    a, b = once.backtest.set_index(["model", "fold"]), refit.backtest.set_index(["model", "fold"])
+    assert len(a) == len(b) == 3 * len(once.leaderboard)
+    # fold 0 with refitting trains on exactly the main run's training rows
+    assert a.loc[("linear", 0), "mse"] == pytest.approx(b.loc[("linear", 0), "mse"], rel=1e-9)
+    # later folds train on more data, so the fitted model differs
+    assert a.loc[("linear", 2), "mse"] != b.loc[("linear", 2), "mse"]
+    # repeat-last-value does not learn: refitting changes only the scaling
+    assert a.loc[("naive", 2), "orig_mse"] == pytest.approx(b.loc[("naive", 2), "orig_mse"])
+    assert (refit.run_dir / "results/linear/seed0_fold2.json").is_file()
+    report = (refit.run_dir / "report.md").read_text()
+    assert "Rolling-origin backtest (retrained per fold)" in report
 
 
 def test_cli_help_lists_every_option(capsys):
@@ -89,6 +142,8 @@ def test_cli_help_lists_every_option(capsys):
         run_experiment.main(["--help"])
     text = capsys.readouterr().out
     for option in [
+        "--config",
+        "--resume",
         "--dataset",
         "--data-path",
         "--targets",
@@ -101,8 +156,11 @@ def test_cli_help_lists_every_option(capsys):
         "--seeds",
         "--device",
         "--output-dir",
+        "--no-progress",
         "--list-models",
         "--list-datasets",
+        "data.horizon=48",
+        "lstm.attention=luong_dot",
     ]:
         assert option in text
 
@@ -110,16 +168,32 @@ def test_cli_help_lists_every_option(capsys):
 def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     code = run_experiment.main(["--horizon", "0", "--output-dir", str(tmp_path)])
     assert code == 2
-    assert "error: horizon must be positive, got 0" in capsys.readouterr().err
+    assert "error: data.horizon must be positive, got 0" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
-def test_cli_set_parsing():
-    assert run_experiment.parse_overrides(["linear.alpha=10", "lstm.attention=bahdanau"]) == {
-        "linear": {"alpha": 10},
-        "lstm": {"attention": "bahdanau"},
-    }
-    with pytest.raises(ValueError, match="--set expects MODEL.PARAM=VALUE"):
-        run_experiment.parse_overrides(["alpha=10"])
+def test_cli_runs_a_config_file_with_overrides(tmp_path, capsys):
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        'models = ["linear"]\n[data]\nsynthetic_rows = 1000\ninput_length = 48\nhorizon = 12\n'
+        '[run]\noutput_dir = "out"\nname = "cli"\nprogress = false\n'
+    )
+    code = run_experiment.main(
+        ["--config", str(config), "--set", "data.horizon=6", "--set", "linear.alpha=10"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "run folder:" in out and "dm_p_value" in out
+    resolved = json.loads((tmp_path / "out/cli/config.json").read_text())  # relative to file
+    assert resolved["config"]["data"]["horizon"] == 6
+    assert resolved["model_params"]["linear"]["alpha"] == 10
+
+
+def test_cli_check_prints_the_resolved_config(capsys):
+    assert run_experiment.main(["--check", "--set", "data.horizon=48", "--seeds", "3", "4"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["data"]["horizon"] == 48 and cfg["run"]["seeds"] == [3, 4]
+    assert cfg["data"]["dataset"] == "synthetic"  # configs/quick.toml is the default
 
 
 def test_cli_list_models(capsys):

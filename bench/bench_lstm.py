@@ -1,0 +1,158 @@
+"""Training throughput of the attention LSTMs on CPU, and the teacher-forcing fast path.
+
+    python bench/bench_lstm.py [--threads 2] [--windows 1600] [--repeats 3]
+                               [--out bench/results/lstm_throughput.json]
+
+Random data shaped like ETTh1 track MS: 7 input columns (1 target, 6 past covariates),
+input 96, horizon 24, hidden 64, batch 32. Each variant is trained by the real loop
+(`TorchForecaster.fit`, one epoch over `--windows` windows, no validation) and timed from
+its history; the best of `--repeats` runs is kept, since other processes on a shared
+machine only ever make a run slower. Targets from the issue: >= 2,000 windows/s for Luong
+with teacher forcing, >= 800 for Bahdanau.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
+from forecast.models.lstm import LSTMForecaster, LSTMNetwork  # noqa: E402
+
+L, H, HIDDEN, BATCH = 96, 24, 64, 32
+TARGETS = {"luong_tf_fast": 2000.0, "bahdanau": 800.0}
+# (variant, attention, feature attention, teacher forcing, fast path)
+VARIANTS = [
+    ("luong_tf_fast", "luong_general", False, 1.0, True),
+    ("luong_tf_loop", "luong_general", False, 1.0, False),
+    ("luong_dot_tf_fast", "luong_dot", False, 1.0, True),
+    ("luong_free", "luong_general", False, 0.0, True),
+    ("luong_tf0.5", "luong_general", False, 0.5, True),
+    ("bahdanau", "bahdanau", False, 0.5, True),
+    ("none_tf_fast", "none", False, 1.0, True),
+    ("none", "none", False, 0.5, True),
+    ("darnn", "bahdanau", True, 0.5, True),
+]
+
+
+class _Bench(LSTMForecaster):
+    """Lets the benchmark switch the fast path off, to time the step loop it replaces."""
+
+    fast_path = True
+
+    def build_network(self) -> LSTMNetwork:
+        net = super().build_network()
+        net.decoder.use_fast_path = self.fast_path
+        return net
+
+
+def _dataset(n_windows: int, seed: int = 0) -> WindowDataset:
+    layout = WindowLayout(L, H, ("y",), tuple(f"x{i}" for i in range(6)))
+    rows = n_windows + L + H - 1
+    data = torch.from_numpy(np.random.default_rng(seed).standard_normal((rows, 7), np.float32))
+    return WindowDataset(data, np.arange(n_windows), layout, np.zeros(n_windows, np.int32))
+
+
+def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, fast: bool):
+    model = _Bench(
+        ds.layout,
+        _Bench.Config(
+            hidden_size=HIDDEN,
+            batch_size=BATCH,
+            epochs=1,
+            attention=attention,
+            feature_attention=feature,
+            teacher_forcing=tf,
+            tf_schedule="constant",
+            progress=False,
+            device="cpu",
+        ),
+    )
+    model.fast_path = fast
+    model.fit(ds)  # no validation: the epoch time is training only
+    train_s = float(model.history_["seconds"].iloc[0])
+    start = time.perf_counter()
+    for batch in ds.iter_batches(256):
+        model.predict_batch(batch)
+    return len(ds) / train_s, len(ds) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--windows", type=int, default=1600, help="training windows per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    p.add_argument("--out", default="bench/results/lstm_throughput.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = _dataset(args.windows)
+    _time_variant(_dataset(BATCH * 4), "luong_general", False, 1.0, True)  # warm-up
+    rows = []
+    for name, attention, feature, tf, fast in VARIANTS:
+        if args.only and name not in args.only:
+            continue
+        runs = [_time_variant(ds, attention, feature, tf, fast) for _ in range(args.repeats)]
+        train = [r[0] for r in runs]
+        rows.append(
+            {
+                "variant": name,
+                "attention": attention,
+                "feature_attention": feature,
+                "teacher_forcing": tf,
+                "fast_path": fast and tf >= 1.0 and attention != "bahdanau",
+                "train_windows_per_s": round(max(train), 1),
+                "train_windows_per_s_median": round(float(np.median(train)), 1),
+                "predict_windows_per_s": round(max(r[1] for r in runs), 1),
+                "target": TARGETS.get(name),
+            }
+        )
+        print(f"{name}: {rows[-1]['train_windows_per_s']:.0f} windows/s", file=sys.stderr)
+    table = pd.DataFrame(rows)
+    by = table.set_index("variant")["train_windows_per_s"]
+    speedup = (
+        float(by["luong_tf_fast"] / by["luong_tf_loop"])
+        if {"luong_tf_fast", "luong_tf_loop"} <= set(by.index)
+        else None
+    )
+    print(
+        f"threads={args.threads}  L={L} H={H} hidden={HIDDEN} batch={BATCH} "
+        f"7 input columns, {args.windows} windows/run, best of {args.repeats}"
+    )
+    print(table.to_string(index=False))
+    if speedup is not None:
+        print(f"fast path speed-up (Luong, teacher forcing 1.0): {speedup:.2f}x")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "setup": {
+            "threads": args.threads,
+            "input_length": L,
+            "horizon": H,
+            "hidden_size": HIDDEN,
+            "batch_size": BATCH,
+            "input_columns": 7,
+            "windows_per_run": args.windows,
+            "repeats": args.repeats,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        },
+        "results": rows,
+        "fast_path_speedup": speedup,
+        "targets_windows_per_s": TARGETS,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Training and prediction throughput of the transformer on CPU.
+
+    python bench/bench_transformer.py [--threads 2] [--windows 1600] [--repeats 3]
+                                      [--out bench/results/transformer_throughput.json]
+
+Random data shaped like ETTh1 track MS: 7 input columns (1 target, 6 past covariates),
+input 96, horizon 24, d_model 64, 4 heads, 2 encoder + 1 decoder layers, batch 32, the
+same setup as `bench/bench_lstm.py`. Each variant is trained by the real loop
+(`TorchForecaster.fit`, one epoch over `--windows` windows, no validation) and timed from
+its history; prediction is timed over the same windows in batches of 256 (free-running,
+as at test time). The best of `--repeats` runs is kept, since other processes on a
+shared machine only ever make a run slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
+from forecast.models.transformer import TransformerForecaster  # noqa: E402
+
+L, H, BATCH = 96, 24, 32
+ARCH = {"d_model": 64, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 1, "d_ff": 256}
+# (variant, decoding, teacher forcing): 1.0 is one parallel pass, 0.5 the two-pass
+# scheduled sampling, 0.0 free-running step by step with the key/value cache.
+VARIANTS = [
+    ("autoregressive_tf1", "autoregressive", 1.0),
+    ("autoregressive_tf0.5", "autoregressive", 0.5),
+    ("autoregressive_free", "autoregressive", 0.0),
+    ("direct", "direct", 0.0),
+]
+
+
+def _dataset(n_windows: int, seed: int = 0) -> WindowDataset:
+    layout = WindowLayout(L, H, ("y",), tuple(f"x{i}" for i in range(6)))
+    rows = n_windows + L + H - 1
+    data = torch.from_numpy(np.random.default_rng(seed).standard_normal((rows, 7), np.float32))
+    return WindowDataset(data, np.arange(n_windows), layout, np.zeros(n_windows, np.int32))
+
+
+def _time_variant(ds: WindowDataset, decoding: str, tf: float) -> tuple[float, float]:
+    config = TransformerForecaster.Config(
+        **ARCH,
+        decoding=decoding,
+        batch_size=BATCH,
+        epochs=1,
+        teacher_forcing=tf,
+        tf_schedule="constant",
+        progress=False,
+        device="cpu",
+    )
+    model = TransformerForecaster(ds.layout, config)
+    model.fit(ds)  # no validation: the epoch time is training only
+    train_s = float(model.history_["seconds"].iloc[0])
+    start = time.perf_counter()
+    for batch in ds.iter_batches(256):
+        model.predict_batch(batch)
+    return len(ds) / train_s, len(ds) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--windows", type=int, default=1600, help="training windows per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    p.add_argument("--out", default="bench/results/transformer_throughput.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    ds = _dataset(args.windows)
+    _time_variant(_dataset(BATCH * 4), "autoregressive", 1.0)  # warm-up
+    rows = []
+    for name, decoding, tf in VARIANTS:
+        if args.only and name not in args.only:
+            continue
+        runs = [_time_variant(ds, decoding, tf) for _ in range(args.repeats)]
+        train = [r[0] for r in runs]
+        rows.append(
+            {
+                "variant": name,
+                "decoding": decoding,
+                "teacher_forcing": tf,
+                "train_windows_per_s": round(max(train), 1),
+                "train_windows_per_s_median": round(float(np.median(train)), 1),
+                "predict_windows_per_s": round(max(r[1] for r in runs), 1),
+            }
+        )
+        print(f"{name}: {rows[-1]['train_windows_per_s']:.0f} windows/s", file=sys.stderr)
+    print(
+        f"threads={args.threads}  L={L} H={H} d_model={ARCH['d_model']} heads={ARCH['n_heads']} "
+        f"layers={ARCH['encoder_layers']}+{ARCH['decoder_layers']} batch={BATCH} "
+        f"7 input columns, {args.windows} windows/run, best of {args.repeats}"
+    )
+    print(pd.DataFrame(rows).to_string(index=False))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "setup": {
+            "threads": args.threads,
+            "input_length": L,
+            "horizon": H,
+            **ARCH,
+            "batch_size": BATCH,
+            "input_columns": 7,
+            "windows_per_run": args.windows,
+            "repeats": args.repeats,
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+        },
+        "results": rows,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

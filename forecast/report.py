@@ -1,0 +1,272 @@
+"""The written half of a run: tables, plots, `metrics.json`, and a report of the run folder
+as Markdown (`report.md`, figures linked) and self-contained HTML (`report.html`, figures
+embedded as base64 PNG, no external files or scripts).
+
+`write_report(run_dir)` rebuilds both reports from the files in a run folder alone:
+`python -m forecast.report runs/<name>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecast import compare
+from forecast.config import ExperimentConfig
+from forecast.data.prepare import DataBundle
+from forecast.plots import (
+    backtest_plot,
+    forecast_plot,
+    history_plot,
+    horizon_error_plot,
+    leaderboard_plot,
+)
+from forecast.runs import RunFolder, atomic_write
+
+log = logging.getLogger(__name__)
+
+SHOWN = [
+    "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
+    "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
+]  # fmt: skip
+"""Leaderboard columns shown in reports and printed by the CLI."""
+
+Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "table" | "img", payload)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A `predictions/<model>.csv` file with its time columns parsed.
+
+    Args:
+        path: the CSV.
+    """
+    frame = pd.read_csv(path, keep_default_na=False, dtype={"series": str, "target": str})
+    for col in ("time", "origin_time"):
+        frame[col] = pd.to_datetime(frame[col])
+    return frame
+
+
+def write_outputs(
+    folder: RunFolder,
+    cfg: ExperimentConfig,
+    bundle: DataBundle,
+    board: pd.DataFrame,
+    per_seed: pd.DataFrame,
+    curves: pd.DataFrame,
+    significance: pd.DataFrame,
+    folds: pd.DataFrame | None,
+    preds: dict[tuple[str, int], np.ndarray],
+) -> None:
+    """Write every table, plot, `metrics.json` and both reports of a finished run.
+
+    Args:
+        folder: the run folder.
+        cfg: the experiment config.
+        bundle: the prepared data.
+        board: the leaderboard (with DM columns).
+        per_seed: one row per (model, seed).
+        curves: per-horizon metrics per (model, seed).
+        significance: the DM table.
+        folds: backtest table or None.
+        preds: (model, seed) -> test predictions; only their keys are used here.
+    """
+    horizon = compare.per_horizon_mean(curves)
+    folder.write_csv("metrics_per_seed.csv", per_seed)
+    folder.write_csv("per_horizon.csv", horizon)
+    folder.write_csv("per_horizon_per_seed.csv", curves)
+    folder.write_csv("leaderboard.csv", board)
+    folder.write_csv("significance.csv", significance)
+    lay = bundle.layout
+    head = (
+        f"# Leaderboard: {cfg.data.dataset}, targets {list(lay.targets)}, input "
+        f"{lay.input_length}, horizon {lay.horizon}, {len(bundle.test)} test windows, "
+        f"seeds {cfg.run.seeds}\n\n{_note(cfg, significance)}\n\n"
+    )
+    folder.write_text("leaderboard.md", head + compare.markdown_table(_shown(board)))
+
+    first = cfg.run.seeds[0]
+    best = str(board["model"].iloc[0])
+    base = str(significance["dm_vs"].iloc[0])
+    shown = dict.fromkeys([best, base, "naive"])
+    frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
+    fig, data = forecast_plot(frames, target=lay.targets[0])
+    folder.write_figure("plots/forecasts.png", fig, data)
+    folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
+    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
+    histories = {}
+    for name in dict.fromkeys(n for n, _ in preds):
+        path = folder.file(f"history/{name}_seed{first}.csv")
+        if path.is_file():
+            histories[name] = pd.read_csv(path)
+    if histories:
+        folder.write_figure("plots/history.png", *history_plot(histories))
+    summary = None
+    if folds is not None:
+        folder.write_csv("backtest.csv", folds)
+        fig, summary = backtest_plot(folds)
+        folder.write_figure("plots/backtest.png", fig, summary)
+    folder.write_json(
+        "metrics.json",
+        {
+            "leaderboard": board.to_dict("records"),
+            "per_seed": per_seed.to_dict("records"),
+            "significance": significance.to_dict("records"),
+            "backtest": None if summary is None else summary.to_dict("records"),
+        },
+    )
+    paths = write_report(folder.path)
+    log.info("wrote %s (%s)", folder.path, ", ".join(sorted(_top_level(folder.path))))
+    log.info("report: %s and %s", paths[1], paths[0].name)
+
+
+def _top_level(run_dir: Path) -> list[str]:
+    return [p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name[0] != "."]
+
+
+def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
+    base = significance["dm_vs"].iloc[0]
+    which = {
+        "first_seed": f"the first seed's predictions (seed {cfg.run.seeds[0]})",
+        "seed_mean": "the mean prediction over seeds",
+    }[cfg.evaluation.dm_predictions]
+    return (
+        "Errors on the scaled (z-score) space unless prefixed `orig_`; mean (and std) over "
+        "seeds. `skill_vs_naive` = 1 - MSE / MSE(repeat last value). `dm_stat`/`dm_p_value`: "
+        f"Diebold-Mariano test against the best baseline `{base}` on the per-window mean "
+        f"squared error of {which}; Newey-West variance with lag h-1, Harvey-Leybourne-"
+        "Newbold correction, two-sided p-value from Student's t; negative = lower loss than "
+        f"`{base}`."
+    )
+
+
+def _shown(board: pd.DataFrame) -> pd.DataFrame:
+    return board[[c for c in SHOWN if c in board]]
+
+
+# ----------------------------------------------------------------------- reports
+def _blocks(run_dir: Path) -> list[Block]:
+    """The report's content, read from the files of a run folder."""
+    resolved = json.loads((run_dir / "config.json").read_text())
+    env_path = run_dir / "environment.json"
+    env = json.loads(env_path.read_text()) if env_path.is_file() else {}
+    cfg, data = resolved["config"], resolved["data"]
+    lay = data["layout"]
+    board = pd.read_csv(run_dir / "leaderboard.csv")
+    sig = pd.read_csv(run_dir / "significance.csv")
+    git = env.get("git", {}).get("commit", "unknown")
+    pkgs = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+    blocks: list[Block] = [
+        ("h1", f"Experiment report: {run_dir.name}"),
+        (
+            "p",
+            f"Dataset {cfg['data']['dataset']}, targets {lay['targets']}, input length "
+            f"{lay['input_length']}, horizon {lay['horizon']}; {data['windows']['test']} test "
+            f"windows (stride {cfg['evaluation']['stride']}); seeds {cfg['run']['seeds']}; "
+            f"{len(board)} models.",
+        ),
+        ("p", f"Git commit {git}; device {env.get('device', {}).get('resolved', '?')}; {pkgs}."),
+        ("h2", "Leaderboard"),
+        ("table", _shown(board)),
+        ("p", _note_from(cfg, sig)),
+        ("img", "plots/leaderboard.png"),
+        ("h2", "Error per forecast step"),
+        ("img", "plots/horizon_mse.png"),
+        ("h2", "Forecasts"),
+        ("img", "plots/forecasts.png"),
+    ]
+    if (run_dir / "plots/history.png").is_file():
+        blocks += [("h2", "Training curves (first seed)"), ("img", "plots/history.png")]
+    if (run_dir / "backtest.csv").is_file():
+        folds = pd.read_csv(run_dir / "backtest.csv")
+        wide = folds.groupby(["model", "fold"])["mse"].mean().unstack("fold")
+        wide.columns = [f"fold {c} mse" for c in wide.columns]
+        wide = wide.assign(mean_mse=wide.mean(axis=1)).sort_values("mean_mse").reset_index()
+        refit = "retrained per fold" if bool(folds["refit"].iloc[0]) else "fitted once"
+        blocks += [
+            ("h2", f"Rolling-origin backtest ({refit})"),
+            ("table", wide),
+            ("img", "plots/backtest.png"),
+        ]
+    summaries = sorted((run_dir / "interpret").glob("*/summary.md"))
+    if summaries:
+        blocks.append(("h2", "Interpretation"))
+        for path in summaries:
+            rel = path.relative_to(run_dir).as_posix()
+            blocks.append(("p", f"{path.parent.name}: see {rel} and the figures beside it."))
+    return blocks
+
+
+def _note_from(cfg: dict, sig: pd.DataFrame) -> str:
+    which = cfg["evaluation"]["dm_predictions"].replace("_", " ")
+    return (
+        f"Scaled-space errors, mean over seeds. DM: Diebold-Mariano test vs the best baseline "
+        f"`{sig['dm_vs'].iloc[0]}` on per-window mean squared error ({which} predictions), "
+        "Newey-West variance (lag h-1), Harvey-Leybourne-Newbold correction; negative "
+        "statistic = lower loss than the baseline."
+    )
+
+
+def _markdown(blocks: list[Block]) -> str:
+    out = []
+    for kind, payload in blocks:
+        if kind in ("h1", "h2"):
+            out.append(f"{'#' if kind == 'h1' else '##'} {payload}\n")
+        elif kind == "p":
+            out.append(f"{payload}\n")
+        elif kind == "table":
+            out.append(compare.markdown_table(payload))
+        elif kind == "img":
+            out.append(f"![{Path(payload).stem}]({payload})\n")
+    return "\n".join(out)
+
+
+def _html(blocks: list[Block], run_dir: Path) -> str:
+    body = []
+    for kind, payload in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(str(payload))}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{html.escape(str(payload))}</p>")
+        elif kind == "table":
+            body.append(payload.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+        elif kind == "img" and (run_dir / payload).is_file():
+            data = base64.b64encode((run_dir / payload).read_bytes()).decode("ascii")
+            body.append(f'<img alt="{html.escape(payload)}" src="data:image/png;base64,{data}">')
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}img{max-width:100%;display:block;margin:1em 0}"
+    )
+    title = html.escape(str(blocks[0][1]))
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(run_dir: str | Path) -> tuple[Path, Path]:
+    """Write `report.md` and the self-contained `report.html` of a run folder.
+
+    Args:
+        run_dir: a finished run folder (config.json, leaderboard.csv, plots/ ...).
+    """
+    run_dir = Path(run_dir)
+    blocks = _blocks(run_dir)
+    md = atomic_write(run_dir / "report.md", lambda p: p.write_text(_markdown(blocks)))
+    page = _html(blocks, run_dir)
+    return md, atomic_write(run_dir / "report.html", lambda p: p.write_text(page))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m forecast.report RUN_DIR")
+    for written in write_report(sys.argv[1]):
+        print(written)

@@ -1,0 +1,376 @@
+"""The working half of a run: load the data, then fit, predict and score every (model,
+seed) pair, in this process or in a pool of worker processes, storing each pair's results
+in the run folder as soon as it is done.
+
+A pair writes `results/<model>/seed<k>.npz` (its test predictions) and then
+`results/<model>/seed<k>.json` (its metrics), the marker that it is done. A pair whose
+marker exists is read back instead of refitted; that is how `resume` works, and how the
+parent process collects what its workers wrote.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from forecast import backtest as bt
+from forecast import metrics
+from forecast.config import (
+    ConfigError,
+    DataConfig,
+    ExperimentConfig,
+    config_from_dict,
+    config_to_dict,
+    model_names,
+    model_params,
+    validate,
+)
+from forecast.data.frame import ColumnRoles
+from forecast.data.prepare import DataBundle, prepare_data
+from forecast.data.split import SplitSpec
+from forecast.evaluate import Predictions, predict_dataset, predictions_frame, score
+from forecast.models.base import Forecaster
+from forecast.models.registry import create_model, get_entry
+from forecast.runs import RunFolder, environment_manifest
+
+log = logging.getLogger(__name__)
+
+
+def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec, dict]:
+    """The frame, its column roles, the split, and metadata (e.g. synthetic ground truth).
+
+    Args:
+        data: the data section of the config.
+    """
+    meta: dict[str, Any] = {"dataset": data.dataset}
+    fractions = tuple(data.fractions)
+    if data.dataset == "synthetic":
+        from forecast.data.synthetic import make_driver_dataset
+
+        syn = make_driver_dataset(data.synthetic_rows, seed=data.data_seed)
+        df, time_col, default_targets = syn.frame, "date", [syn.target]
+        value_cols, split_kind = [syn.target, *syn.covariates], "fractions"
+        meta["truth"] = dataclasses.asdict(syn.truth)
+    elif data.dataset == "csv":
+        df, time_col, default_targets = pd.read_csv(data.data_path), data.time_column, data.targets
+        skip = {time_col, data.series_id}
+        value_cols, split_kind = [c for c in df.columns if c not in skip], "fractions"
+        meta["source"] = str(data.data_path)
+    else:
+        from forecast.data.registry import load_dataset
+
+        df, spec = load_dataset(data.dataset, data_path=data.data_path)
+        time_col, default_targets = spec.time_column, list(spec.targets)
+        value_cols, split_kind = list(spec.columns), spec.split
+        fractions = spec.ratios or fractions
+        meta["source"] = str(data.data_path or spec.url)
+    targets = list(data.targets or default_targets)
+    known = list(data.known_covariates)
+    if data.covariates == "all":
+        past = [c for c in value_cols if c not in targets and c not in known]
+    elif data.covariates == "none":
+        past = []
+    else:
+        past = list(data.covariates)
+    roles = ColumnRoles(
+        tuple(targets),
+        tuple(past),
+        tuple(known),
+        calendar=data.calendar,
+        time_column=time_col,
+        series_id=data.series_id,
+    )
+    kind = data.split or split_kind
+    if kind in ("fractions", "ratio"):
+        split = SplitSpec(
+            "fractions", fractions=fractions if data.split is None else data.fractions
+        )
+    else:
+        split = SplitSpec(kind)
+    return df, roles, split, meta
+
+
+def make_bundle(cfg: ExperimentConfig, df: pd.DataFrame, roles: ColumnRoles, split: SplitSpec):
+    return prepare_data(
+        df,
+        roles,
+        input_length=cfg.data.input_length,
+        horizon=cfg.data.horizon,
+        split=split,
+        scaling=cfg.data.scaling,
+        stride=cfg.evaluation.stride,
+    )
+
+
+def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
+    """The config as written to config.json: model groups expanded to names."""
+    return {**config_to_dict(cfg), "models": names}
+
+
+def _same_config(a: dict, b: dict) -> bool:
+    """Equal configs, ignoring what cannot change results (progress bars, output place)."""
+
+    def strip(c: dict) -> dict:
+        run = {k: v for k, v in c["run"].items() if k not in ("progress", "output_dir", "name")}
+        return json.loads(json.dumps({**c, "run": run}, default=str))
+
+    return strip(a) == strip(b)
+
+
+class Runner:
+    """State of one run: config, data, folder; fits or reads back every (model, seed)."""
+
+    def __init__(
+        self, cfg: ExperimentConfig, run_dir: str | Path | None, mode: str = "new"
+    ) -> None:
+        validate(cfg)
+        self.cfg = cfg
+        self.names = model_names(cfg)
+        self.df, self.roles, self.split, self.meta = load_source(cfg.data)
+        self.bundle = make_bundle(cfg, self.df, self.roles, self.split)
+        for name in self.names:  # layout-dependent errors, still before any training
+            try:
+                create_model(name, self.bundle.layout, **model_params(cfg, name, cfg.run.seeds[0]))
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"model {name!r}: {err}") from None
+        stored = _stored_config(cfg, self.names)
+        if mode == "worker":  # a pool process of a run whose folder exists
+            self.folder = RunFolder.existing(run_dir)
+        elif mode == "new":
+            self.folder = RunFolder(cfg.run.output_dir, cfg.run.name)
+            self.folder.write_json("config.json", self._resolved(stored))
+            env = environment_manifest(cfg.run.seeds, cfg.run.device)
+            self.folder.write_json("environment.json", env)
+        else:
+            self.folder = RunFolder.existing(run_dir)
+            before = json.loads(self.folder.file("config.json").read_text())["config"]
+            if not _same_config(before, stored):
+                raise ConfigError(
+                    f"{run_dir}/config.json holds a different config than the one given; "
+                    "resume with the run folder alone (--resume RUN_DIR)"
+                )
+            self._check_environment()
+        ds = self.bundle.test
+        self.target = np.concatenate([b["future_target"].numpy() for b in ds.iter_batches(4096)])
+        self.models: dict[str, Forecaster] = {}
+
+    def _check_environment(self) -> None:
+        path = self.folder.file("environment.json")
+        if not path.is_file():
+            return
+        old = json.loads(path.read_text())
+        now = environment_manifest(self.cfg.run.seeds, self.cfg.run.device)
+        for key in ("packages", "device", "torch_threads"):
+            if old.get(key) != now.get(key):
+                log.warning(
+                    "resuming with a different %s (%s, was %s): reused and new results may "
+                    "not match an uninterrupted run exactly",
+                    key,
+                    now.get(key),
+                    old.get(key),
+                )
+
+    def _resolved(self, stored: dict) -> dict:
+        b = self.bundle
+        return {
+            "config": stored,
+            "data": {
+                **self.meta,
+                "series": b.frame.series_ids,
+                "rows": b.frame.lengths().tolist(),
+                "freq": b.frame.freq,
+                "split_borders": b.borders,
+                "windows": {
+                    p: len(d) if d is not None else 0
+                    for p, d in (("train", b.train), ("val", b.val), ("test", b.test))
+                },
+                "layout": dataclasses.asdict(b.layout),
+            },
+            "model_params": {
+                n: model_params(self.cfg, n, self.cfg.run.seeds[0]) for n in self.names
+            },
+        }
+
+    def predictions(self, prediction: np.ndarray) -> Predictions:
+        ds = self.bundle.test
+        return Predictions(
+            prediction, self.target, ds.series_index.copy(), ds.starts + ds.layout.input_length - 1
+        )
+
+    # ------------------------------------------------------------------ pairs
+    def is_done(self, name: str, seed: int) -> bool:
+        """Whether the pair's results are in the run folder."""
+        stem = f"results/{name}/seed{seed}"
+        return all(self.folder.file(f"{stem}.{ext}").is_file() for ext in ("json", "npz"))
+
+    def pair(self, name: str, seed: int, log_reuse: bool = True) -> tuple[dict, np.ndarray]:
+        """Metrics row and test predictions of one (model, seed): read back or fitted.
+
+        Args:
+            name: the model.
+            seed: the seed.
+            log_reuse: log (at INFO) that stored results are reused.
+        """
+        stem = f"results/{name}/seed{seed}"
+        done, arrays = self.folder.file(f"{stem}.json"), self.folder.file(f"{stem}.npz")
+        if done.is_file() and arrays.is_file():
+            with np.load(arrays) as npz:
+                pred = npz["prediction"]
+            if pred.shape == self.target.shape:
+                log.log(
+                    logging.INFO if log_reuse else logging.DEBUG,
+                    "%s seed %d: reusing %s",
+                    name,
+                    seed,
+                    done,
+                )
+                return json.loads(done.read_text()), pred
+            log.warning(
+                "%s has shape %s, expected %s: refitting", arrays, pred.shape, self.target.shape
+            )
+        cfg, bundle, first = self.cfg, self.bundle, seed == self.cfg.run.seeds[0]
+        model = create_model(name, bundle.layout, **model_params(cfg, name, seed))
+        t0 = time.perf_counter()
+        model.fit(bundle.train, bundle.val)
+        fit_s = time.perf_counter() - t0
+        preds = predict_dataset(model, bundle.test)
+        result = score(preds, bundle, bundle.test)
+        curve = metrics.per_horizon_table(preds.target, preds.prediction)
+        row = {
+            "model": name,
+            "kind": get_entry(name).kind,
+            "seed": seed,
+            **result,
+            "fit_seconds": fit_s,
+        }
+        log.info(
+            "%s seed %d: test mse %.4f mae %.4f (%.1fs)", name, seed, row["mse"], row["mae"], fit_s
+        )
+        self.folder.write_npz(f"{stem}.npz", prediction=preds.prediction)
+        if first:
+            self.models[name] = model
+            self.folder.write_csv(
+                f"predictions/{name}.csv", predictions_frame(preds, bundle, bundle.test)
+            )
+        history = getattr(model, "history_", None)
+        if isinstance(history, pd.DataFrame) and len(history):
+            self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
+        if cfg.run.checkpoints and hasattr(model, "save_checkpoint"):
+            model.save_checkpoint(
+                self.folder.file(f"checkpoints/{name}_seed{seed}.pt"), scaler=bundle.scaler
+            )
+        row["per_horizon"] = curve.to_dict("records")
+        self.folder.write_json(f"{stem}.json", row)  # last: marks the pair as done
+        return row, preds.prediction
+
+    def refit_fold(self, name: str, seed: int, fold: bt.Fold, bundle: DataBundle) -> dict:
+        """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted."""
+        path = self.folder.file(f"results/{name}/seed{seed}_fold{fold.index}.json")
+        if path.is_file():
+            return json.loads(path.read_text())
+        model = create_model(name, bundle.layout, **model_params(self.cfg, name, seed))
+        model.fit(bundle.train, bundle.val)
+        row = {
+            "model": name,
+            "seed": seed,
+            "fold": fold.index,
+            **score(predict_dataset(model, bundle.test), bundle, bundle.test),
+        }
+        self.folder.write_json(path.relative_to(self.folder.path).as_posix(), row)
+        return row
+
+    def first_seed_model(self, name: str) -> Forecaster | None:
+        """The fitted first-seed model: in memory, or read back from its checkpoint."""
+        if name in self.models:
+            return self.models[name]
+        ckpt = self.folder.file(f"checkpoints/{name}_seed{self.cfg.run.seeds[0]}.pt")
+        if not ckpt.is_file():
+            return None
+        from forecast.training import load_checkpoint
+
+        self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
+        return self.models[name]
+
+
+def set_threads(cfg: ExperimentConfig) -> int | None:
+    """Apply `run.threads` (1 per worker process when unset and workers > 1).
+
+    Returns the previous torch thread count, to restore, or None when unchanged.
+    """
+    import torch
+
+    threads = cfg.run.threads or (1 if cfg.run.workers > 1 else None)
+    if threads is None:
+        return None
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return before
+
+
+_WORKER: Runner | None = None  # the Runner of a pool process
+
+
+def _init_worker(stored: dict, run_dir: str, level: int) -> None:
+    global _WORKER
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s [worker]: %(message)s")
+    cfg = config_from_dict(stored)
+    cfg.run.progress = False
+    set_threads(cfg)
+    _WORKER = Runner(cfg, run_dir, mode="worker")
+
+
+def _work(name: str, seed: int) -> tuple[str, int]:
+    _WORKER.pair(name, seed)
+    return name, seed
+
+
+def fit_pairs(r: Runner) -> dict[tuple[str, int], tuple[dict, np.ndarray]]:
+    """Every (model, seed) pair's metrics row and test predictions, seeds outer.
+
+    Pairs already done are read back; the rest are fitted here or, with `run.workers`
+    > 1, by a pool of processes writing into the run folder, then read back.
+
+    Args:
+        r: the runner.
+    """
+    cfg = r.cfg
+    pairs = [(n, s) for s in cfg.run.seeds for n in r.names]
+    bar = tqdm(total=len(pairs), desc="experiment", unit="fit", disable=not cfg.run.progress)
+    todo = [p for p in pairs if not r.is_done(*p)]
+    out = {}
+    try:
+        if cfg.run.workers > 1 and len(todo) > 1:
+            bar.update(len(pairs) - len(todo))
+            stored = config_to_dict(cfg)
+            ctx = multiprocessing.get_context("spawn")  # no forked torch state
+            args = (stored, str(r.folder.path), logging.getLogger().getEffectiveLevel())
+            workers = min(cfg.run.workers, len(todo))
+            with cf.ProcessPoolExecutor(workers, ctx, _init_worker, args) as pool:
+                futures = [pool.submit(_work, *p) for p in todo]
+                try:
+                    for fut in cf.as_completed(futures):
+                        name, seed = fut.result()
+                        bar.set_postfix(model=name, seed=seed)
+                        bar.update(1)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+            out = {p: r.pair(*p, log_reuse=False) for p in pairs}  # all done: read back
+        else:
+            for p in pairs:
+                bar.set_postfix(model=p[0], seed=p[1])
+                out[p] = r.pair(*p)
+                bar.update(1)
+    finally:
+        bar.close()
+    return out

@@ -1,0 +1,373 @@
+"""The one training loop for every torch model, and checkpoints.
+
+A torch model is a `TorchForecaster` subclass that implements `build_network()`; its
+network's `forward(batch, teacher_forcing=0.0, generator=None)` returns a
+`ForecastOutput`. Everything else lives here: seeding, batching, the optimiser and its
+learning-rate schedule, the teacher-forcing schedule, gradient clipping, early stopping
+with best-weights restore, the per-epoch history, devices and checkpoints. The loss is
+the MSE on the scaled space; validation is always free-running (teacher_forcing=0), the
+same way the model is used at test time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from forecast import checkpoint
+from forecast.checkpoint import load_checkpoint
+from forecast.data.scaling import StandardScaler
+from forecast.data.windows import Batch, WindowDataset, WindowLayout
+from forecast.models.base import Forecaster, ForecastOutput, ModelConfig
+from forecast.models.teacher_forcing import SCHEDULES, TeacherForcingSchedule
+
+__all__ = ["TorchForecaster", "TrainConfig", "load_checkpoint", "resolve_device"]
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("none", "cosine", "step", "plateau")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "teacher_forcing", "lr", "seconds"]
+
+
+@dataclass(frozen=True)
+class TrainConfig(ModelConfig):
+    """How a torch model is trained; model configs subclass it (one flat parameter set).
+
+    Args:
+        epochs: passes over the training windows (or `max_train_windows` of them).
+        batch_size: windows per optimiser step.
+        lr: learning rate.
+        optimizer: 'adam' or 'adamw'.
+        weight_decay: L2 penalty (decoupled for adamw).
+        lr_schedule: 'none', 'cosine' (to 0 over `epochs`), 'step' (x `lr_gamma` every
+            `lr_step_size` epochs) or 'plateau' (x `lr_gamma` after `lr_patience` epochs
+            without a better validation loss).
+        lr_step_size: epochs between 'step' decays.
+        lr_gamma: decay factor of 'step' and 'plateau'.
+        lr_patience: 'plateau' patience in epochs.
+        grad_clip: max global gradient norm; None does not clip.
+        patience: stop after this many epochs without a better validation loss; None
+            trains all epochs. The best weights are restored either way.
+        teacher_forcing: probability of feeding the true previous target to the decoder
+            (the start value of the schedule); 0 trains free-running.
+        tf_schedule: 'constant', 'linear', 'exponential' or 'inverse_sigmoid'.
+        tf_end: linear schedule: the ratio at the last epoch.
+        tf_decay: exponential schedule: factor per epoch.
+        tf_k: inverse-sigmoid schedule: k (>= 1; larger decays later).
+        seed: seeds weights, dropout, shuffling and teacher-forcing draws.
+        device: 'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda' or 'mps'.
+        progress: show a tqdm bar.
+        max_train_windows: train each epoch on a random subset of this many windows.
+        max_val_windows: validate on this many evenly spaced windows.
+    """
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: str = "none"
+    lr_step_size: int = 10
+    lr_gamma: float = 0.5
+    lr_patience: int = 2
+    grad_clip: float | None = 1.0
+    patience: int | None = 5
+    teacher_forcing: float = 0.5
+    tf_schedule: str = "linear"
+    tf_end: float = 0.0
+    tf_decay: float = 0.9
+    tf_k: float = 5.0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    max_train_windows: int | None = None
+    max_val_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            ("device", self.device, DEVICES),
+            ("tf_schedule", self.tf_schedule, tuple(SCHEDULES)),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        for name in ("epochs", "batch_size", "lr_step_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("max_train_windows", "max_val_windows", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        self.teacher_forcing_schedule()  # validates the ratio and the schedule's parameters
+
+    def teacher_forcing_schedule(self) -> TeacherForcingSchedule:
+        """The teacher-forcing ratio per epoch that these settings describe."""
+        return TeacherForcingSchedule(
+            self.tf_schedule,
+            start=self.teacher_forcing,
+            end=self.tf_end,
+            epochs=self.epochs,
+            decay=self.tf_decay,
+            k=self.tf_k,
+        )
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """The torch device for a config value; 'auto' picks CUDA, then MPS, then CPU.
+
+    Args:
+        device: 'auto', 'cpu', 'cuda' or 'mps'.
+    """
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; expected one of {list(DEVICES)}")
+    if (device == "cuda" and not cuda) or (device == "mps" and not mps):
+        raise ValueError(f"device {device!r} was requested but is not available here")
+    return torch.device(device)
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    """Move tensors (also inside lists, tuples and dicts) to `device`."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, list | tuple):
+        return type(value)(_to(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value
+
+
+def _even_subset(ds: WindowDataset, cap: int | None) -> WindowDataset:
+    if cap is None or len(ds) <= cap:
+        return ds
+    return ds.subset(np.unique(np.linspace(0, len(ds) - 1, cap).round().astype(np.int64)))
+
+
+class TorchForecaster(Forecaster):
+    """Base of every torch model: subclasses implement only `build_network()`.
+
+    After `fit`, `history_` holds one row per epoch (see `HISTORY_COLUMNS`) and
+    `best_epoch_` the epoch whose weights were kept.
+    """
+
+    Config = TrainConfig
+
+    def __init__(self, layout: WindowLayout, config: TrainConfig | None = None) -> None:
+        super().__init__(layout, config)
+        if not isinstance(self.config, TrainConfig):
+            raise TypeError(f"{type(self).__name__} needs a TrainConfig subclass as config")
+        self.network: nn.Module | None = None
+        self.device = torch.device("cpu")
+        self.history_ = pd.DataFrame(columns=HISTORY_COLUMNS)
+        self.best_epoch_: int | None = None
+        self.scaler: StandardScaler | None = None
+
+    @abstractmethod
+    def build_network(self) -> nn.Module:
+        """A fresh network with `forward(batch, teacher_forcing, generator) -> ForecastOutput`."""
+
+    def loss(self, output: ForecastOutput, batch: Batch) -> Tensor:
+        """Training objective: MSE on the scaled space.
+
+        Args:
+            output: the network's output for `batch`.
+            batch: the windows, on the model's device.
+        """
+        return nn.functional.mse_loss(output.prediction, batch["future_target"])
+
+    # ---------------------------------------------------------------- training
+    def fit(self, train: WindowDataset, val: WindowDataset | None = None) -> TorchForecaster:
+        """Train with the one loop; keeps the weights of the best validation epoch.
+
+        Every call starts from freshly initialised weights (seeded by `config.seed`).
+
+        Args:
+            train: training windows.
+            val: validation windows (free-running loss); None trains all epochs and keeps
+                the last weights.
+        """
+        cfg: TrainConfig = self.config
+        if len(train) == 0:
+            raise ValueError("fit needs at least one training window, got an empty dataset")
+        torch.manual_seed(cfg.seed)  # weights and dropout
+        generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and coin flips
+        self.device = resolve_device(cfg.device)
+        self.network = self.build_network().to(self.device)
+        optimizer = self._optimizer()
+        scheduler = self._lr_scheduler(optimizer)
+        tf_schedule = cfg.teacher_forcing_schedule()
+        val = _even_subset(val, cfg.max_val_windows) if val is not None and len(val) else None
+        n_train = min(len(train), cfg.max_train_windows or len(train))
+        bar = tqdm(
+            total=cfg.epochs * math.ceil(n_train / cfg.batch_size),
+            desc=self.name,
+            unit="batch",
+            disable=not cfg.progress,
+        )
+        rows, best, best_state, waited = [], math.inf, None, 0
+        for epoch in range(1, cfg.epochs + 1):
+            start = time.perf_counter()
+            ratio = tf_schedule(epoch - 1)
+            part = train
+            if n_train < len(train):
+                pick = torch.randperm(len(train), generator=generator)[:n_train]
+                part = train.subset(np.sort(pick.numpy()))
+            train_loss = self._train_epoch(part, optimizer, ratio, generator, bar)
+            val_loss = self.evaluate_loss(val) if val is not None else math.nan
+            lr = optimizer.param_groups[0]["lr"]
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_loss if val is not None else train_loss)
+            elif scheduler is not None:
+                scheduler.step()
+            rows.append([epoch, train_loss, val_loss, ratio, lr, time.perf_counter() - start])
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", tf=f"{ratio:.2f}")
+            logger.info(
+                "%s epoch %d: train %.5f (teacher forcing %.2f), val %.5f, %.1fs",
+                self.name, epoch, train_loss, ratio, val_loss, rows[-1][-1],
+            )  # fmt: skip
+            if val is None or val_loss < best:
+                best, waited, self.best_epoch_ = val_loss, 0, epoch
+                best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+            else:
+                waited += 1
+                if cfg.patience is not None and waited >= cfg.patience:
+                    logger.info("%s: early stop after epoch %d", self.name, epoch)
+                    break
+        bar.close()
+        self.network.load_state_dict(best_state)
+        self.history_ = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        return self
+
+    def _train_epoch(
+        self,
+        ds: WindowDataset,
+        optimizer: torch.optim.Optimizer,
+        ratio: float,
+        generator: torch.Generator,
+        bar: tqdm,
+    ) -> float:
+        cfg: TrainConfig = self.config
+        self.network.train()
+        total, count = 0.0, 0
+        for batch in ds.iter_batches(cfg.batch_size, shuffle=True, generator=generator):
+            batch = _to(batch, self.device)
+            output = self.network(batch, teacher_forcing=ratio, generator=generator)
+            loss = self.loss(output, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{self.name}: training loss is {loss.item()} after {count} windows; "
+                    "expected a finite value (try a lower lr or grad_clip)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
+            optimizer.step()
+            n = len(batch["origin"])
+            total, count = total + loss.item() * n, count + n
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.4f}", tf=f"{ratio:.2f}", refresh=False)
+        return total / count
+
+    def evaluate_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
+        """Free-running MSE over every window of `ds`, in eval mode.
+
+        Args:
+            ds: windows to score.
+            batch_size: windows per forward pass.
+        """
+        self._check_fitted()
+        self.network.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in ds.iter_batches(batch_size):
+                batch = _to(batch, self.device)
+                output = self.network(batch, teacher_forcing=0.0)
+                n = len(batch["origin"])
+                total += self.loss(output, batch).item() * n
+                count += n
+        return total / max(count, 1)
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg: TrainConfig = self.config
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(self.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def _lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
+        cfg: TrainConfig = self.config
+        sched = torch.optim.lr_scheduler
+        if cfg.lr_schedule == "cosine":
+            return sched.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.lr_schedule == "step":
+            return sched.StepLR(optimizer, step_size=cfg.lr_step_size, gamma=cfg.lr_gamma)
+        if cfg.lr_schedule == "plateau":
+            return sched.ReduceLROnPlateau(optimizer, factor=cfg.lr_gamma, patience=cfg.lr_patience)
+        return None
+
+    # -------------------------------------------------------------- prediction
+    def _check_fitted(self) -> None:
+        if self.network is None:
+            raise RuntimeError(
+                f"{self.name} is not fitted; call fit(train, val) or load_checkpoint(path) first"
+            )
+
+    def predict_batch(self, batch: Batch) -> ForecastOutput:
+        """Free-running forecast in eval mode, without gradients; CPU tensors out.
+
+        Args:
+            batch: the windows (any device).
+        """
+        self._check_fitted()
+        self.network.eval()
+        with torch.no_grad():
+            out = self.network(_to(batch, self.device), teacher_forcing=0.0)
+        cpu = torch.device("cpu")
+        return ForecastOutput(
+            prediction=out.prediction.to(cpu),
+            temporal_attention=_to(out.temporal_attention, cpu),
+            feature_attention=_to(out.feature_attention, cpu),
+            extras=_to(out.extras, cpu),
+        )
+
+    # ----------------------------------------------------------- persistence
+    def save_history(self, path: str | Path) -> Path:
+        """Write `history_` as CSV.
+
+        Args:
+            path: destination file.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.history_.to_csv(path, index=False)
+        return path
+
+    def save_checkpoint(self, path: str | Path, scaler: StandardScaler | None = None) -> Path:
+        """Weights + config + layout (+ scaler state) as plain data, written atomically;
+        `load_checkpoint(path)` rebuilds the model.
+
+        Args:
+            path: destination file.
+            scaler: the data's scaler, to forecast in original units after loading;
+                defaults to `self.scaler` (set by `load_checkpoint`).
+        """
+        self._check_fitted()
+        return checkpoint.save_checkpoint(self, path, scaler)

@@ -1,0 +1,267 @@
+"""The attention LSTM: shapes, gradients, batch independence, causality, fast path, accuracy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from forecast import ColumnRoles, create_model, list_models, prepare_data
+from forecast.data.synthetic import make_driver_dataset
+from forecast.evaluate import predict_dataset, score
+from forecast.models.attention import ATTENTIONS
+from forecast.models.lstm import LSTMConfig, LSTMForecaster, LSTMNetwork
+from forecast.models.registry import get_entry
+
+ROLES = ColumnRoles(("y",), ("x",), ("k",), calendar=False)
+L, H = 16, 5
+NAMES = list(ATTENTIONS)  # none, bahdanau, luong_dot, luong_general
+VARIANTS = [(a, f) for a in NAMES for f in (False, True)]
+TINY = {"hidden_size": 8, "epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # These networks are tiny: intra-op threads only add OpenMP spin-waits, which cost
+    # 10x on a machine whose cores are shared with other processes.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "date": pd.date_range("2024-01-01", periods=n, freq="h"),
+            "y": np.sin(np.arange(n) / 4) + 0.5 * np.roll(x, 2) + rng.normal(0, 0.1, n),
+            "x": x,
+            "k": np.cos(np.arange(n) / 6),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare_data(_frame(), ROLES, input_length=L, horizon=H)
+
+
+def _net(data, attention: str, feature_attention: bool = False, **kw) -> LSTMNetwork:
+    torch.manual_seed(0)
+    cfg = LSTMConfig(hidden_size=8, attention=attention, feature_attention=feature_attention, **kw)
+    return LSTMNetwork(data.layout, cfg)
+
+
+def _batch(data, n: int = 6) -> dict:
+    return data.test.batch(np.arange(n))
+
+
+EXTRA = [
+    ("luong_general", {"bidirectional": True, "revin": True}),
+    ("bahdanau", {"bidirectional": True, "num_layers": 2}),
+    ("luong_dot", {"num_layers": 2, "feature_attention": True}),
+    ("none", {"revin": True, "revin_affine": False}),
+]
+ALL = [(a, {"feature_attention": f}) for a, f in VARIANTS] + EXTRA
+
+
+@pytest.mark.parametrize("attention,kw", ALL)
+def test_output_shapes_and_weights(data, attention, kw):
+    net = _net(data, attention, **kw).eval()
+    for tf in (0.0, 0.5, 1.0):
+        out = net(_batch(data), teacher_forcing=tf, generator=torch.Generator().manual_seed(0))
+        assert out.prediction.shape == (6, H, 1) and torch.isfinite(out.prediction).all()
+        if attention == "none":
+            assert out.temporal_attention is None
+        else:
+            w = out.temporal_attention
+            assert w.shape == (6, H, L) and (w >= 0).all()
+            torch.testing.assert_close(w.sum(-1), torch.ones(6, H))
+        if kw.get("feature_attention"):
+            f = out.feature_attention
+            assert f.shape == (6, L, len(data.layout.encoder_features)) and (f >= 0).all()
+            torch.testing.assert_close(f.sum(-1), torch.ones(6, L))
+        else:
+            assert out.feature_attention is None
+
+
+@pytest.mark.parametrize("attention,kw", ALL)
+def test_every_parameter_gets_a_gradient(data, attention, kw):
+    net = _net(data, attention, **kw).train()
+    batch = _batch(data)
+    loss = sum(
+        (net(batch, teacher_forcing=tf).prediction - batch["future_target"]).square().mean()
+        for tf in (1.0, 0.0)  # teacher-forced and free-running
+    )
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("attention,feature", VARIANTS)
+def test_batch_independence(data, attention, feature):
+    """A window's forecast and attention are the same alone or inside a shuffled batch."""
+    net = _net(data, attention, feature, revin=True).eval()
+    order = np.random.default_rng(0).permutation(12)
+    together = net(data.test.batch(order))
+    for pos in (0, 5, 11):
+        alone = net(data.test.batch([order[pos]]))
+        torch.testing.assert_close(alone.prediction[0], together.prediction[pos], atol=1e-5, rtol=0)
+        for field in ("temporal_attention", "feature_attention"):
+            a, b = getattr(alone, field), getattr(together, field)
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(a[0], b[pos], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("tf", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("attention,feature", VARIANTS)
+def test_prediction_ignores_data_after_the_origin(data, attention, feature, tf):
+    """Trained with any teacher forcing, a forecast never reads data after its origin."""
+    model = create_model(
+        "lstm",
+        data.layout,
+        attention=attention,
+        feature_attention=feature,
+        teacher_forcing=tf,
+        tf_schedule="constant",
+        max_train_windows=48,
+        **TINY,
+    ).fit(data.train, data.val)
+    i = 10
+    t = int(data.test.starts[i]) + L - 1  # origin row of test window i
+    changed = _frame()
+    rng = np.random.default_rng(1)
+    changed.loc[t + 1 :, ["y", "x"]] = rng.normal(5, 3, size=(len(changed) - t - 1, 2))
+    other = prepare_data(changed, ROLES, input_length=L, horizon=H)
+    a = model.predict_batch(data.test.batch([i]))
+    b = model.predict_batch(other.test.batch([i]))
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
+    batch = data.test.batch([i, i + 1])
+    garbage = {**batch, "future_target": torch.full_like(batch["future_target"], 1e6)}
+    a, b = model.predict_batch(batch), model.predict_batch(garbage)
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
+    if a.temporal_attention is not None:
+        torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("tf", [0.5, 1.0])
+@pytest.mark.parametrize("attention", NAMES)
+def test_teacher_forced_step_reads_only_earlier_targets(data, attention, tf, fast):
+    """With teacher forcing, the forecast of step h depends on true targets before h only."""
+    net = _net(data, attention).train()  # dropout is 0: training mode is deterministic
+    net.decoder.use_fast_path = fast
+    batch = _batch(data)
+    h = 2
+    changed = batch["future_target"].clone()
+    changed[:, h:] = 1e3
+    a = net(batch, tf, torch.Generator().manual_seed(3)).prediction
+    b = net({**batch, "future_target": changed}, tf, torch.Generator().manual_seed(3)).prediction
+    torch.testing.assert_close(a[:, : h + 1], b[:, : h + 1], rtol=0, atol=0)
+    assert not torch.allclose(a[:, h + 1 :], b[:, h + 1 :])  # later steps do read them
+
+
+FAST = [
+    ("luong_dot", {}),
+    ("luong_general", {}),
+    ("none", {}),
+    ("luong_general", {"feature_attention": True, "num_layers": 2}),
+    ("luong_general", {"bidirectional": True, "revin": True}),
+]
+
+
+@pytest.mark.parametrize("attention,kw", FAST)
+def test_fast_path_equals_the_step_loop(data, attention, kw):
+    net = _net(data, attention, **kw)
+    batch = _batch(data, 20)
+    results = {}
+    for fast in (True, False):
+        net.decoder.use_fast_path = fast
+        net.zero_grad()
+        net.train()
+        out = net(batch, teacher_forcing=1.0)
+        out.prediction.square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        results[fast] = (out, grads)
+    (a, ga), (b, gb) = results[True], results[False]
+    torch.testing.assert_close(a.prediction, b.prediction, atol=1e-5, rtol=0)
+    if a.temporal_attention is not None:
+        torch.testing.assert_close(a.temporal_attention, b.temporal_attention, atol=1e-5, rtol=0)
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_inputs_reach_the_right_places(data):
+    """Past covariates feed the encoder, known-future covariates feed the decoder."""
+    net = _net(data, "luong_general").eval()
+    batch = _batch(data)
+    base = net(batch).prediction
+    for field in ("past_covariates", "past_known", "future_known"):
+        moved = net({**batch, field: batch[field] + 1.0}).prediction
+        assert not torch.allclose(moved, base), field
+    # Only the last step's known value changes: steps before it are untouched.
+    fk = batch["future_known"].clone()
+    fk[:, -1] += 1.0
+    moved = net({**batch, "future_known": fk}).prediction
+    torch.testing.assert_close(moved[:, :-1], base[:, :-1], rtol=0, atol=0)
+    assert not torch.allclose(moved[:, -1], base[:, -1])
+
+
+def test_registered_models_and_flat_parameters(data):
+    assert {"lstm", "lstm_plain", "lstm_bahdanau", "lstm_luong", "darnn"} <= set(
+        list_models("neural")
+    )
+    expected = {
+        "lstm_plain": {"attention": "none"},
+        "lstm_bahdanau": {"attention": "bahdanau"},
+        "lstm_luong": {"attention": "luong_general"},
+        "darnn": {"attention": "bahdanau", "feature_attention": True},
+    }
+    for name, defaults in expected.items():
+        assert get_entry(name).defaults == defaults
+        assert get_entry(name).kind == "neural"
+    model = create_model("lstm", data.layout, hidden_size=64, epochs=5, attention="luong_dot")
+    assert isinstance(model, LSTMForecaster)
+    assert (model.config.hidden_size, model.config.epochs, model.config.attention) == (
+        64,
+        5,
+        "luong_dot",
+    )
+    assert dataclasses.fields(model.config)[0].name == "epochs"  # TrainConfig's fields first
+
+
+def test_config_errors_name_the_problem(data):
+    with pytest.raises(ValueError, match=r"unknown attention 'dot'; expected one of \['none'"):
+        LSTMConfig(attention="dot")
+    with pytest.raises(ValueError, match="feature_attention needs a unidirectional encoder"):
+        LSTMConfig(feature_attention=True, bidirectional=True)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        LSTMConfig(dropout=1.0)
+    with pytest.raises(ValueError, match="luong_dot needs query_dim == key_dim, got 8 and 16"):
+        _net(data, "luong_dot", bidirectional=True)
+    with pytest.raises(ValueError, match=r"teacher_forcing must be in \[0, 1\], got 1.5"):
+        _net(data, "none")(_batch(data), teacher_forcing=1.5)
+
+
+def test_attention_models_beat_naive_on_synthetic_truth():
+    """On the driver dataset (target = driver 12 rows earlier + seasons), a few epochs of
+    Luong and Bahdanau attention beat repeat-last and seasonal naive on test MSE."""
+    syn = make_driver_dataset(1500, seed=0)
+    roles = ColumnRoles((syn.target,), syn.covariates)
+    syn_data = prepare_data(syn.frame, roles, input_length=36, horizon=12)
+    mse = {}
+    for name in ("naive", "seasonal_naive", "lstm_luong", "lstm_bahdanau"):
+        params = {"epochs": 4, "hidden_size": 32, "progress": False, "device": "cpu"}
+        model = create_model(name, syn_data.layout, **(params if "lstm" in name else {}))
+        model.fit(syn_data.train, syn_data.val)
+        mse[name] = score(predict_dataset(model, syn_data.test), syn_data, syn_data.test)["mse"]
+    best_naive = min(mse["naive"], mse["seasonal_naive"])
+    assert mse["lstm_luong"] < 0.6 * best_naive, mse
+    assert mse["lstm_bahdanau"] < 0.6 * best_naive, mse
