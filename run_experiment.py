@@ -32,7 +32,9 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from forecast.config import (
     ConfigError,
@@ -42,6 +44,9 @@ from forecast.config import (
     config_to_dict,
     read_toml,
 )
+
+if TYPE_CHECKING:
+    from forecast.experiment import ExperimentResult
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "quick.toml"
 
@@ -63,7 +68,11 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
         "data.split",
         {"choices": ["fractions", "ett_hour", "ett_minute"], "help": "split"},
     ),
-    ("--fractions", "data.fractions", {"nargs": 3, "type": float, "help": "train val test"}),
+    (
+        "--fractions",
+        "data.fractions",
+        {"nargs": 3, "type": float, "metavar": ("TRAIN", "VAL", "TEST"), "help": "fractions"},
+    ),
     ("--scaling", "data.scaling", {"choices": ["per_series", "global", "none"], "help": "z-score"}),
     ("--stride", "evaluation.stride", {"type": int, "help": "step between test windows"}),
     ("--models", "models", {"nargs": "+", "help": "models or 'all'/'baselines'/'neural'"}),
@@ -98,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="validate, print the config, and exit")
     g = p.add_argument_group("shortcuts (each sets one config key, e.g. --horizon = data.horizon)")
     for flag, path, kw in SHORTCUTS:
-        g.add_argument(flag, dest=path, default=None, **{**kw, "help": f"{kw['help']} ({path})"})
+        kw = {**kw, "help": f"{kw['help']} ({path})"}
+        if not {"action", "choices", "metavar"} & set(kw):
+            kw["metavar"] = flag[2:].upper().replace("-", "_")
+        g.add_argument(flag, dest=path, default=None, **kw)
     g = p.add_argument_group("output and information")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
     g.add_argument("--quiet", action="store_true", help="log warnings only")
@@ -108,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Config path -> value for every shortcut option that was given."""
+    """Config path -> value for every shortcut option that was given.
+
+    Args:
+        args: parsed command-line arguments.
+    """
     out = {}
     for _, path, _ in SHORTCUTS:
         value = getattr(args, path)
@@ -121,7 +137,11 @@ def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
-    """The validated `ExperimentConfig`: file (or quick default), shortcuts, then --set."""
+    """The validated `ExperimentConfig`: file (or quick default), shortcuts, then --set.
+
+    Args:
+        args: parsed command-line arguments.
+    """
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     raw = read_toml(path) if path is not None else {}
     for key, value in _shortcut_overrides(args).items():
@@ -149,13 +169,17 @@ def _list(args: argparse.Namespace) -> None:
             print(f"{name:14s} {spec.freq:6s} targets {list(spec.targets)}  {spec.description}")
 
 
-def _print_result(result) -> None:
-    from forecast.report import SHOWN
+def _print_result(result: ExperimentResult) -> None:
+    """The leaderboard, errors per step, DM note, backtest and where everything is."""
+    from forecast.report import SHOWN, horizon_table
 
     board = result.leaderboard
     cols = [c for c in SHOWN if c in board]
     print()
     print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    per_step = horizon_table(pd.read_csv(result.run_dir / "per_horizon.csv"), board)
+    print("\nMSE per forecast step (mean over seeds):")
+    print(per_step.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     sig = result.significance
     print(
         f"\ndm_*: Diebold-Mariano vs the best baseline '{sig['dm_vs'].iloc[0]}' "
@@ -172,7 +196,11 @@ def _print_result(result) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
+    """Entry point; returns the exit status (0 done, 2 bad input, 130 interrupted).
+
+    Args:
+        argv: arguments (sys.argv[1:] when None).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -198,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(config_to_dict(cfg), indent=2))
                 return 0
             result = run(cfg)
-    except ValueError as err:  # bad input: a clear message, no traceback
+    except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

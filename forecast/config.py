@@ -89,6 +89,8 @@ class RunConfig:
             slowdown of several threads on an oversubscribed (shared) machine.
         workers: (model, seed) pairs fitted in parallel processes; each uses `threads`
             threads (1 when unset). Results do not depend on it.
+        plots: write figures (and embed them in the report); off saves a few seconds
+            per run, e.g. in tests and batch runs.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -100,6 +102,7 @@ class RunConfig:
     checkpoints: bool = True
     threads: int | None = None
     workers: int = 1
+    plots: bool = True
 
 
 @dataclass

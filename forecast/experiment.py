@@ -164,7 +164,7 @@ def _interpret(r: Runner) -> None:
         if get_entry(name).kind != "neural":
             continue
         out = r.folder.file(f"interpret/{name}")
-        if (out / "summary.json").is_file():
+        if (out / "summary.md").is_file():  # written last by interpret_model
             log.info("%s: interpretation already written, reusing %s", name, out)
             continue
         model = r.first_seed_model(name)
@@ -176,15 +176,18 @@ def _interpret(r: Runner) -> None:
             )
             continue
         log.info("%s: writing interpretation to %s", name, out)
-        interpret_model(
-            model,
-            r.bundle,
-            out,
-            truth=truth,
-            max_windows=opts.max_windows,
-            n_repeats=opts.n_repeats,
-            ig_steps=opts.ig_steps,
-            ig_windows=opts.ig_windows,
-            seed=r.cfg.run.seeds[0],
-            progress=r.cfg.run.progress,
-        )
+        try:
+            interpret_model(
+                model,
+                r.bundle,
+                out,
+                truth=truth,
+                max_windows=opts.max_windows,
+                n_repeats=opts.n_repeats,
+                ig_steps=opts.ig_steps,
+                ig_windows=opts.ig_windows,
+                seed=r.cfg.run.seeds[0],
+                progress=r.cfg.run.progress,
+            )
+        except Exception:  # one model's failure must not lose the finished leaderboard
+            log.exception("%s: interpretation failed; the other results are still written", name)

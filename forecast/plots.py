@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def _color(i: int) -> tuple:
+    """Twenty distinct colours (tab20), so a dozen models never share one."""
+    return mpl.colormaps["tab20"](i % 20)
 
 
 def forecast_plot(
@@ -64,7 +71,7 @@ def forecast_plot(
     axes[-1].set_xlabel("time (dotted line: forecast origin)")
     for ax in axes:  # fig.autofmt_xdate() would hide the dates of all but the last panel
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, top=1 - 0.75 / fig.get_figheight(), hspace=0.45)
     table = pd.concat(data, ignore_index=True).rename(columns={"actual": "value"})
     return fig, table
 
@@ -78,8 +85,8 @@ def horizon_error_plot(per_horizon: pd.DataFrame, *, metric: str = "mse") -> Fig
     """
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    for name, part in per_horizon.groupby("model", sort=False):
-        ax.plot(part["step"], part[metric], marker=".", label=name)
+    for i, (name, part) in enumerate(per_horizon.groupby("model", sort=False)):
+        ax.plot(part["step"], part[metric], marker=".", color=_color(i), label=name)
     ax.set_title(f"Test {metric.upper()} per forecast step (scaled units)")
     ax.set_xlabel("forecast step (rows after the origin)")
     ax.set_ylabel(metric.upper())
@@ -102,6 +109,8 @@ def leaderboard_plot(board: pd.DataFrame, *, metric: str = "mse") -> Figure:
     ax.barh(rows["model"], rows[metric], xerr=std, color=colors, capsize=2)
     ax.set_xlabel(f"test {metric.upper()} (scaled units), mean +- std over seeds")
     ax.set_title("Leaderboard (grey: baselines)")
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.25, right=0.97, top=1 - 0.4 / height, bottom=0.6 / height)
     return fig
 
 
@@ -114,8 +123,9 @@ def history_plot(histories: dict[str, pd.DataFrame]) -> tuple[Figure, pd.DataFra
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["epoch"], h["train_loss"], color=f"C{i}", ls="--", lw=1)
-        ax.plot(h["epoch"], h["val_loss"], color=f"C{i}", marker=".", label=name)
+        ax.plot(h["epoch"], h["train_loss"], color=_color(i), ls="--", lw=1)
+        ax.plot(h["epoch"], h["val_loss"], color=_color(i), marker=".", label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (scaled)")
     ax.set_yscale("log")
@@ -135,8 +145,9 @@ def backtest_plot(folds: pd.DataFrame, *, metric: str = "mse") -> tuple[Figure, 
     data = folds.groupby(["model", "fold"], sort=False)[metric].mean().reset_index()
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    for name, part in data.groupby("model", sort=False):
-        ax.plot(part["fold"], part[metric], marker="o", label=name)
+    for i, (name, part) in enumerate(data.groupby("model", sort=False)):
+        ax.plot(part["fold"], part[metric], marker="o", color=_color(i), label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("fold (successive blocks of test origins)")
     ax.set_ylabel(f"{metric.upper()} (scaled)")
     ax.set_title("Rolling-origin backtest")

@@ -92,27 +92,12 @@ def write_outputs(
     )
     folder.write_text("leaderboard.md", head + compare.markdown_table(_shown(board)))
 
-    first = cfg.run.seeds[0]
-    best = str(board["model"].iloc[0])
-    base = str(significance["dm_vs"].iloc[0])
-    shown = dict.fromkeys([best, base, "naive"])
-    frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
-    fig, data = forecast_plot(frames, target=lay.targets[0])
-    folder.write_figure("plots/forecasts.png", fig, data)
-    folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
-    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
-    histories = {}
-    for name in dict.fromkeys(n for n, _ in preds):
-        path = folder.file(f"history/{name}_seed{first}.csv")
-        if path.is_file():
-            histories[name] = pd.read_csv(path)
-    if histories:
-        folder.write_figure("plots/history.png", *history_plot(histories))
     summary = None
     if folds is not None:
         folder.write_csv("backtest.csv", folds)
-        fig, summary = backtest_plot(folds)
-        folder.write_figure("plots/backtest.png", fig, summary)
+        summary = folds.groupby(["model", "fold"], sort=False)["mse"].mean().reset_index()
+    if cfg.run.plots:
+        _write_plots(folder, cfg, board, horizon, significance, folds, [n for n, _ in preds])
     folder.write_json(
         "metrics.json",
         {
@@ -131,6 +116,55 @@ def _top_level(run_dir: Path) -> list[str]:
     return [p.name + ("/" if p.is_dir() else "") for p in run_dir.iterdir() if p.name[0] != "."]
 
 
+def _write_plots(
+    folder: RunFolder,
+    cfg: ExperimentConfig,
+    board: pd.DataFrame,
+    horizon: pd.DataFrame,
+    significance: pd.DataFrame,
+    folds: pd.DataFrame | None,
+    names: list[str],
+) -> None:
+    """Every figure of a run under plots/, each with the data behind it as CSV."""
+    best = str(board["model"].iloc[0])
+    base = str(significance["dm_vs"].iloc[0])
+    shown = dict.fromkeys([best, base, "naive"])
+    frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
+    target = str(frames[best]["target"].iloc[0])
+    fig, data = forecast_plot(frames, target=target)
+    folder.write_figure("plots/forecasts.png", fig, data)
+    folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
+    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
+    histories = {}
+    for name in dict.fromkeys(names):
+        path = folder.file(f"history/{name}_seed{cfg.run.seeds[0]}.csv")
+        if path.is_file():
+            histories[name] = pd.read_csv(path)
+    if histories:
+        folder.write_figure("plots/history.png", *history_plot(histories))
+    if folds is not None:
+        folder.write_figure("plots/backtest.png", *backtest_plot(folds))
+
+
+def horizon_table(
+    per_horizon: pd.DataFrame, board: pd.DataFrame, metric: str = "mse"
+) -> pd.DataFrame:
+    """MSE at five forecast steps (first, quarters, last) per model, in leaderboard order.
+
+    Args:
+        per_horizon: columns model, step and the metric (mean over seeds).
+        board: the leaderboard, for the model order.
+        metric: which error.
+    """
+    horizon = int(per_horizon["step"].max())
+    steps = sorted({1, *(max(1, round(horizon * q)) for q in (0.25, 0.5, 0.75)), horizon})
+    wide = per_horizon[per_horizon["step"].isin(steps)].pivot(
+        index="model", columns="step", values=metric
+    )
+    wide.columns = [f"{metric} step {c}" for c in wide.columns]
+    return wide.reindex(board["model"]).reset_index()
+
+
 def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
     base = significance["dm_vs"].iloc[0]
     which = {
@@ -141,9 +175,9 @@ def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
         "Errors on the scaled (z-score) space unless prefixed `orig_`; mean (and std) over "
         "seeds. `skill_vs_naive` = 1 - MSE / MSE(repeat last value). `dm_stat`/`dm_p_value`: "
         f"Diebold-Mariano test against the best baseline `{base}` on the per-window mean "
-        f"squared error of {which}; Newey-West variance with lag h-1, Harvey-Leybourne-"
-        "Newbold correction, two-sided p-value from Student's t; negative = lower loss than "
-        f"`{base}`."
+        f"squared error of {which}; HAC variance over lags 0..h-1 (equal weights, Newey-West "
+        "if not positive), Harvey-Leybourne-Newbold correction, two-sided p-value from "
+        f"Student's t; negative = lower loss than `{base}`."
     )
 
 
@@ -178,6 +212,7 @@ def _blocks(run_dir: Path) -> list[Block]:
         ("p", _note_from(cfg, sig)),
         ("img", "plots/leaderboard.png"),
         ("h2", "Error per forecast step"),
+        ("table", horizon_table(pd.read_csv(run_dir / "per_horizon.csv"), board)),
         ("img", "plots/horizon_mse.png"),
         ("h2", "Forecasts"),
         ("img", "plots/forecasts.png"),
@@ -209,7 +244,7 @@ def _note_from(cfg: dict, sig: pd.DataFrame) -> str:
     return (
         f"Scaled-space errors, mean over seeds. DM: Diebold-Mariano test vs the best baseline "
         f"`{sig['dm_vs'].iloc[0]}` on per-window mean squared error ({which} predictions), "
-        "Newey-West variance (lag h-1), Harvey-Leybourne-Newbold correction; negative "
+        "HAC variance over lags 0..h-1, Harvey-Leybourne-Newbold correction; negative "
         "statistic = lower loss than the baseline."
     )
 
@@ -226,6 +261,10 @@ def _markdown(blocks: list[Block]) -> str:
         elif kind == "img":
             out.append(f"![{Path(payload).stem}]({payload})\n")
     return "\n".join(out)
+
+
+def _drop_missing_images(blocks: list[Block], run_dir: Path) -> list[Block]:
+    return [b for b in blocks if b[0] != "img" or (run_dir / b[1]).is_file()]
 
 
 def _html(blocks: list[Block], run_dir: Path) -> str:
@@ -259,7 +298,7 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         run_dir: a finished run folder (config.json, leaderboard.csv, plots/ ...).
     """
     run_dir = Path(run_dir)
-    blocks = _blocks(run_dir)
+    blocks = _drop_missing_images(_blocks(run_dir), run_dir)
     md = atomic_write(run_dir / "report.md", lambda p: p.write_text(_markdown(blocks)))
     page = _html(blocks, run_dir)
     return md, atomic_write(run_dir / "report.html", lambda p: p.write_text(page))

@@ -15,6 +15,8 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -117,22 +119,38 @@ def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
     return {**config_to_dict(cfg), "models": names}
 
 
+NO_EFFECT = ("progress", "output_dir", "name", "workers", "plots")
+"""`run` keys that cannot change a (model, seed) result: free to differ on resume."""
+
+
 def _same_config(a: dict, b: dict) -> bool:
-    """Equal configs, ignoring what cannot change results (progress bars, output place)."""
+    """Equal configs, ignoring the `NO_EFFECT` keys."""
 
     def strip(c: dict) -> dict:
-        run = {k: v for k, v in c["run"].items() if k not in ("progress", "output_dir", "name")}
+        run = {k: v for k, v in c["run"].items() if k not in NO_EFFECT}
         return json.loads(json.dumps({**c, "run": run}, default=str))
 
     return strip(a) == strip(b)
 
 
 class Runner:
-    """State of one run: config, data, folder; fits or reads back every (model, seed)."""
+    """State of one run: config, data, folder; fits or reads back every (model, seed).
+
+    Everything is validated (config, data, each model built once for the data's layout)
+    before a folder is made or written to.
+
+    Args:
+        cfg: the experiment.
+        run_dir: the existing run folder ('resume' and 'worker'); None for 'new'.
+        mode: 'new' (make a folder, write config.json and environment.json), 'resume'
+            (check that the folder's config is `cfg`) or 'worker' (a pool process).
+    """
 
     def __init__(
         self, cfg: ExperimentConfig, run_dir: str | Path | None, mode: str = "new"
     ) -> None:
+        if mode not in ("new", "resume", "worker"):
+            raise ValueError(f"mode must be 'new', 'resume' or 'worker', got {mode!r}")
         validate(cfg)
         self.cfg = cfg
         self.names = model_names(cfg)
@@ -202,6 +220,11 @@ class Runner:
         }
 
     def predictions(self, prediction: np.ndarray) -> Predictions:
+        """Test predictions [N, H, targets] with their targets, series and origins.
+
+        Args:
+            prediction: a pair's stored predictions.
+        """
         ds = self.bundle.test
         return Predictions(
             prediction, self.target, ds.series_index.copy(), ds.starts + ds.layout.input_length - 1
@@ -209,7 +232,12 @@ class Runner:
 
     # ------------------------------------------------------------------ pairs
     def is_done(self, name: str, seed: int) -> bool:
-        """Whether the pair's results are in the run folder."""
+        """Whether the pair's results are in the run folder.
+
+        Args:
+            name: the model.
+            seed: the seed.
+        """
         stem = f"results/{name}/seed{seed}"
         return all(self.folder.file(f"{stem}.{ext}").is_file() for ext in ("json", "npz"))
 
@@ -259,9 +287,8 @@ class Runner:
         self.folder.write_npz(f"{stem}.npz", prediction=preds.prediction)
         if first:
             self.models[name] = model
-            self.folder.write_csv(
-                f"predictions/{name}.csv", predictions_frame(preds, bundle, bundle.test)
-            )
+            frame = predictions_frame(preds, bundle, bundle.test)  # float32 precision
+            self.folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
         history = getattr(model, "history_", None)
         if isinstance(history, pd.DataFrame) and len(history):
             self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
@@ -274,7 +301,14 @@ class Runner:
         return row, preds.prediction
 
     def refit_fold(self, name: str, seed: int, fold: bt.Fold, bundle: DataBundle) -> dict:
-        """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted."""
+        """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted.
+
+        Args:
+            name: the model.
+            seed: the seed.
+            fold: the backtest fold.
+            bundle: the data split for that fold (see `backtest.refit_split`).
+        """
         path = self.folder.file(f"results/{name}/seed{seed}_fold{fold.index}.json")
         if path.is_file():
             return json.loads(path.read_text())
@@ -290,7 +324,11 @@ class Runner:
         return row
 
     def first_seed_model(self, name: str) -> Forecaster | None:
-        """The fitted first-seed model: in memory, or read back from its checkpoint."""
+        """The fitted first-seed model: in memory, or read back from its checkpoint.
+
+        Args:
+            name: the model.
+        """
         if name in self.models:
             return self.models[name]
         ckpt = self.folder.file(f"checkpoints/{name}_seed{self.cfg.run.seeds[0]}.pt")
@@ -320,8 +358,22 @@ def set_threads(cfg: ExperimentConfig) -> int | None:
 _WORKER: Runner | None = None  # the Runner of a pool process
 
 
+def _die_with_parent() -> None:
+    """Linux: ask the kernel to SIGTERM this worker when its parent dies (e.g. is killed),
+    so no orphan keeps training after the run is gone."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(stored: dict, run_dir: str, level: int) -> None:
     global _WORKER
+    _die_with_parent()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s [worker]: %(message)s")
     cfg = config_from_dict(stored)
     cfg.run.progress = False

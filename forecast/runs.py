@@ -88,9 +88,19 @@ class RunFolder:
         """Plain text."""
         return atomic_write(self.file(relative), lambda p: p.write_text(text))
 
-    def write_csv(self, relative: str, frame: pd.DataFrame) -> Path:
-        """A DataFrame as CSV, without the index."""
-        return atomic_write(self.file(relative), lambda p: frame.to_csv(p, index=False))
+    def write_csv(
+        self, relative: str, frame: pd.DataFrame, float_format: str | None = None
+    ) -> Path:
+        """A DataFrame as CSV, without the index.
+
+        Args:
+            relative: path inside the run folder.
+            frame: the table.
+            float_format: e.g. '%.7g' for large tables of float32 values.
+        """
+        return atomic_write(
+            self.file(relative), lambda p: frame.to_csv(p, index=False, float_format=float_format)
+        )
 
     def write_npz(self, relative: str, **arrays: np.ndarray) -> Path:
         """Arrays as one compressed .npz file.
@@ -110,7 +120,8 @@ class RunFolder:
         """A figure as PNG, and the data behind it as CSV beside it."""
         path = atomic_write(
             self.file(relative),
-            lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"),
+            # No bbox_inches="tight": it renders twice; the plots set their own margins.
+            lambda p: fig.savefig(p, format="png", dpi=110),
         )
         if data is not None:
             self.write_csv(str(Path(relative).with_suffix(".csv")), data)

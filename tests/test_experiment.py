@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -15,18 +16,20 @@ from forecast.config import (
     RunConfig,
 )
 from forecast.experiment import run
+from forecast.runs import RunFolder
 
 TINY_NEURAL = {"epochs": 1, "max_train_windows": 64, "max_val_windows": 32, "batch_size": 32}
 
 
-def _quick(tmp_path, models=("naive", "linear"), **sections) -> ExperimentConfig:
+def _quick(tmp_path, models=("naive", "linear"), plots=False, **sections) -> ExperimentConfig:
     data = DataConfig(synthetic_rows=1200, input_length=48, horizon=12)
-    run_cfg = RunConfig(output_dir=str(tmp_path), name="r", progress=False, threads=1)
+    run_cfg = RunConfig(output_dir=str(tmp_path), name="r", progress=False, threads=1, plots=plots)
     return ExperimentConfig(models=list(models), data=data, run=run_cfg, **sections)
 
 
 def test_run_writes_a_complete_folder(tmp_path):
-    result = run(_quick(tmp_path))
+    cfg = _quick(tmp_path, ("lstm_plain", "linear"), plots=True, train=dict(TINY_NEURAL))
+    result = run(cfg)
     folder = result.run_dir
     for rel in [
         "config.json",
@@ -43,6 +46,9 @@ def test_run_writes_a_complete_folder(tmp_path):
         "plots/forecasts.csv",
         "plots/horizon_mse.png",
         "plots/leaderboard.png",
+        "plots/history.png",
+        "history/lstm_plain_seed0.csv",
+        "checkpoints/lstm_plain_seed0.pt",
         "report.md",
         "report.html",
     ]:
@@ -65,9 +71,13 @@ def test_run_writes_a_complete_folder(tmp_path):
 def test_existing_run_folder_is_never_reused(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "mine.txt").write_text("keep")
-    result = run(_quick(tmp_path))
-    assert result.run_dir.name == "r-1"
+    folder = RunFolder(tmp_path, "r")
+    assert folder.path.name == "r-1" and RunFolder(tmp_path, "r").path.name == "r-2"
+    folder.write_text("mine.txt", "new")
     assert (tmp_path / "r" / "mine.txt").read_text() == "keep"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder.path / "mine.txt").stat().st_mode & 0o777 == 0o666 & ~umask  # not 0o600
 
 
 def test_bad_model_params_fail_before_the_folder_is_made(tmp_path):
@@ -114,8 +124,7 @@ def test_same_config_and_seed_reproduce_the_metrics_exactly(tmp_path):
     neural = a.per_seed[a.per_seed["model"] == "lstm_plain"]
     assert neural["mse"].nunique() == 2  # the seed is used: two seeds, two results
     assert (a.run_dir / "checkpoints/lstm_plain_seed1.pt").is_file()
-    assert (a.run_dir / "history/lstm_plain_seed0.csv").is_file()
-    assert (a.run_dir / "plots/history.png").is_file()
+    assert not (a.run_dir / "plots").exists()  # run.plots = false
     row = a.leaderboard.set_index("model").loc["lstm_plain"]
     assert row["n_seeds"] == 2 and row["mse_std"] > 0
 
@@ -176,7 +185,7 @@ def test_cli_runs_a_config_file_with_overrides(tmp_path, capsys):
     config = tmp_path / "exp.toml"
     config.write_text(
         'models = ["linear"]\n[data]\nsynthetic_rows = 1000\ninput_length = 48\nhorizon = 12\n'
-        '[run]\noutput_dir = "out"\nname = "cli"\nprogress = false\n'
+        '[run]\noutput_dir = "out"\nname = "cli"\nprogress = false\nplots = false\n'
     )
     code = run_experiment.main(
         ["--config", str(config), "--set", "data.horizon=6", "--set", "linear.alpha=10"]
@@ -199,3 +208,32 @@ def test_cli_check_prints_the_resolved_config(capsys):
 def test_cli_list_models(capsys):
     assert run_experiment.main(["--list-models"]) == 0
     assert "seasonal_naive" in capsys.readouterr().out
+
+
+def test_interpretation_is_written_for_each_neural_model(tmp_path):
+    from forecast.config import InterpretConfig
+
+    cfg = _quick(
+        tmp_path,
+        ("lstm_luong", "linear"),
+        train=dict(TINY_NEURAL),
+        interpret=InterpretConfig(max_windows=32, n_repeats=2, ig_steps=4, ig_windows=8),
+    )
+    cfg.run.interpret = True
+    result = run(cfg)
+    summary = result.run_dir / "interpret/lstm_luong/summary.md"
+    assert summary.is_file() and "Ground truth" in summary.read_text()  # synthetic truth
+    assert not (result.run_dir / "interpret/linear").exists()  # neural models only
+    assert "interpret/lstm_luong/summary.md" in (result.run_dir / "report.md").read_text()
+
+
+def test_interpretation_asked_for_but_unavailable_warns(tmp_path, monkeypatch, caplog):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "forecast.interpret", None)  # import fails
+    cfg = _quick(tmp_path)
+    cfg.run.interpret = True
+    with caplog.at_level("WARNING"):
+        result = run(cfg)
+    assert "run.interpret is true but forecast.interpret cannot be imported" in caplog.text
+    assert (result.run_dir / "leaderboard.csv").is_file()

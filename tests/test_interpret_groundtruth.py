@@ -114,9 +114,9 @@ def test_luong_temporal_attention_mass_near_the_true_lag(luong_report):
     md = (luong_report.out_dir / "summary.md").read_text()
     verdict = "more" if gt["attention_beats_uniform"] else "NOT more"
     assert f"{verdict} than uniform attention" in md
-    # Measured finding (fixed seeds): slightly more mass than uniform (ratio ~1.04), the
-    # peak a few steps later than the true position. Thin but seen in every budget tried.
-    assert gt["attention_beats_uniform"], gt
+    # Whether attention beats uniform is a finding, not a requirement: measured ratios were
+    # 0.95-1.06 depending on the LSTM's budget and defaults, i.e. attention does not reliably
+    # point at the true lag here. The report must state which happened (asserted above).
 
 
 def test_deletion_hurts_more_for_top_ranked_inputs_than_random(luong_report):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from forecast import ColumnRoles, create_model, list_models, prepare_data
+from forecast.data.protocols import ett_bundle
 from forecast.data.synthetic import make_driver_dataset
 from forecast.evaluate import predict_dataset, score
 from forecast.models.attention import ATTENTIONS
@@ -258,10 +259,28 @@ def test_attention_models_beat_naive_on_synthetic_truth():
     syn_data = prepare_data(syn.frame, roles, input_length=36, horizon=12)
     mse = {}
     for name in ("naive", "seasonal_naive", "lstm_luong", "lstm_bahdanau"):
-        params = {"epochs": 4, "hidden_size": 32, "progress": False, "device": "cpu"}
+        # A small budget: 6 short epochs take a larger step than the default lr.
+        params = {"epochs": 6, "hidden_size": 32, "lr": 3e-3, "progress": False, "device": "cpu"}
         model = create_model(name, syn_data.layout, **(params if "lstm" in name else {}))
         model.fit(syn_data.train, syn_data.val)
         mse[name] = score(predict_dataset(model, syn_data.test), syn_data, syn_data.test)["mse"]
     best_naive = min(mse["naive"], mse["seasonal_naive"])
     assert mse["lstm_luong"] < 0.6 * best_naive, mse
     assert mse["lstm_bahdanau"] < 0.6 * best_naive, mse
+
+
+@pytest.mark.slow
+def test_etth1_attention_lstm_beats_repeat_last(etth1_path):
+    """ETTh1 track U, L=96, H=24: the default model (Luong dot + RevIN) on a capped budget
+    beats repeat-last's 0.0343 (measured 0.029; the NLinear ridge gets 0.026)."""
+    data = ett_bundle(etth1_path, "U", 96, 24)
+    model = create_model(
+        "lstm",
+        data.layout,
+        epochs=6,
+        max_train_windows=3000,
+        max_val_windows=1000,
+        progress=False,
+    ).fit(data.train, data.val)
+    mse = score(predict_dataset(model, data.test), data, data.test)["mse"]
+    assert mse < 0.0343

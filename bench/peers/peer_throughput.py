@@ -1,7 +1,7 @@
 """Seconds per training epoch of the peer libraries at the reference setup.
 
     /work/bench-venv/bin/python bench/peers/peer_throughput.py [--peers nf_lstm darts_rnn]
-        [--repeats 3] [--out bench/results/peer_throughput.json]
+        [--repeats 3] [--threads 2] [--out bench/results/peer_throughput.json]
 
 Reference setup (docs/benchmarks.md): ETTh1 training rows [0, 8640) z-scored with the
 protocol's scaler, input 96, horizon 24, hidden / d_model 64, batch 32, one epoch over the
@@ -470,10 +470,11 @@ def main() -> None:
     p.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     p.add_argument("--repeats", type=int, default=3, help="epochs timed per model (median)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "peer_throughput.json")
     args = p.parse_args()
     quiet()
-    setup = Setup(data_path=args.data_path)
+    setup = Setup(data_path=args.data_path, threads=args.threads)
     df = scaled_train_frame(setup)
     timings = {name: new_timing(name, setup) for name in args.peers}
     for r in range(args.repeats):  # interleaved, so a load spike hits every model alike

@@ -13,6 +13,16 @@ otherwise the model's own prediction; 0 (evaluation) is free-running. With full 
 forcing and an attention that does not feed the context into the step (Luong, or none),
 the decoder LSTM runs over the whole horizon in one call and attention is one batched
 matmul: the same outputs as the loop, many fewer Python steps.
+
+>>> import numpy as np, pandas as pd
+>>> from forecast import ColumnRoles, create_model, prepare_data
+>>> df = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=200, freq="h"),
+...                    "y": np.sin(np.arange(200) / 5)})
+>>> data = prepare_data(df, ColumnRoles(("y",)), input_length=24, horizon=6)
+>>> model = create_model("lstm", data.layout, hidden_size=8, epochs=1, progress=False)
+>>> out = model.fit(data.train, data.val).predict_batch(data.test.batch([0, 1]))
+>>> tuple(out.prediction.shape), tuple(out.temporal_attention.shape)
+((2, 6, 1), (2, 6, 24))
 """
 
 from __future__ import annotations
@@ -42,11 +52,15 @@ class LSTMConfig(TrainConfig):
         dropout: between stacked layers, on encoder states and before the output layer.
         bidirectional: bidirectional encoder (keys become 2D wide; its final states are
             mapped to the decoder's size).
-        attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general'.
+        attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general';
+            'luong_dot' measured best of the four on ETTh1 and the synthetic driver data
+            (bench/etth1_lstm.py), with no parameters of its own.
         attention_dim: hidden size of additive attention (default hidden_size).
         attention_scale: scale dot-product scores by 1/sqrt(D).
         feature_attention: DA-RNN input attention over the encoder features.
-        revin: per-window normalisation of the targets (see `forecast.models.revin`).
+        revin: per-window normalisation of the targets (see `forecast.models.revin`);
+            on ETTh1 it takes test MSE from 0.066 to 0.030, on the synthetic driver data
+            (no level shifts) it costs a little, so it is on by default.
         revin_affine: learnable scale and shift inside RevIN.
     """
 
@@ -54,11 +68,11 @@ class LSTMConfig(TrainConfig):
     num_layers: int = 1
     dropout: float = 0.0
     bidirectional: bool = False
-    attention: str = "luong_general"
+    attention: str = "luong_dot"
     attention_dim: int | None = None
     attention_scale: bool = True
     feature_attention: bool = False
-    revin: bool = False
+    revin: bool = True
     revin_affine: bool = True
 
     def __post_init__(self) -> None:
@@ -220,11 +234,9 @@ class Decoder(nn.Module):
         if teacher_forcing >= 1.0 and not self.feeds_context and self.use_fast_path:
             inputs = torch.cat([last[:, None], truth[:, :-1]], dim=1)  # [B, H, T] shifted
             s, _ = self.lstm(torch.cat([inputs, future_known], dim=-1), state)  # [B, H, D]
-            context, weights = (
-                self.attention.attend(s, keys, memory)
-                if self.attention is not None
-                else (None,) * 2
-            )  # [B, H, Dk], [B, H, L]: one batched matmul for every step
+            context = weights = None
+            if self.attention is not None:  # every step's query at once: one batched matmul
+                context, weights = self.attention.attend(s, keys, memory)  # [B,H,Dk], [B,H,L]
             return self._output(s, context), weights
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
