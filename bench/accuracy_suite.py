@@ -23,6 +23,7 @@ import argparse
 import ast
 import hashlib
 import json
+import logging
 import math
 import os
 import sys
@@ -236,8 +237,12 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="2 epochs on 2,048 windows, 1 seed")
     p.add_argument("--rerun", action="store_true", help="run cells already on file again")
     p.add_argument("--summary-only", action="store_true", help="print what is on file")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines from the loop")
     p.add_argument("--out", type=Path, default=RESULTS / "accuracy_suite")
     args = p.parse_args()
+    if not args.quiet:  # the training loop logs one line per epoch: progress of long cells
+        logging.basicConfig(format="  %(message)s")
+        logging.getLogger("forecast.training").setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     out = args.out.with_name(args.out.name + "_quick") if args.quick else args.out
     seeds = args.seeds[:1] if args.quick else args.seeds

@@ -15,9 +15,16 @@ load averages before and after are written to the JSON). Targets from the issue:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+
+# Before torch starts its OpenMP threads: with the default busy-waiting, 2 threads on 2
+# cores shared with other jobs crawled (a run that took seconds with passive waiting had
+# not finished after 300 s); passive waiting costs little on an idle machine. Export
+# OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import json
 import platform
 import sys
 import time
@@ -155,6 +162,7 @@ def main() -> None:
             "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(),
             "load_average_before": load_before,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         },
         "results": rows,
         "fast_path_speedup": speedup,

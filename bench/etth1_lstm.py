@@ -13,7 +13,15 @@ on 2 cores; the test always uses every window.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Before torch starts its OpenMP threads: with the default busy-waiting, 2 threads on 2
+# cores shared with other jobs crawled (a run that took seconds with passive waiting had
+# not finished after 300 s); passive waiting costs little on an idle machine. Export
+# OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import ast
 import json
 import sys

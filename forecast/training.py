@@ -253,7 +253,10 @@ class TorchForecaster(Forecaster):
                     logger.info("%s: early stop after epoch %d", self.name, epoch)
                     break
         bar.close()
-        self.network.load_state_dict(best_state)
+        if best_state is None:  # every validation loss was NaN: keep the last weights
+            logger.warning("%s: no finite validation loss; keeping the last weights", self.name)
+        else:
+            self.network.load_state_dict(best_state)
         self.history_ = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
         return self
 

@@ -53,9 +53,11 @@ def register_model(
 
 def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators.
-    from forecast.models import baselines  # noqa: F401
-    from forecast.models import lstm  # noqa: F401
-    from forecast.models import transformer  # noqa: F401
+    from forecast.models import (
+        baselines,  # noqa: F401
+        lstm,  # noqa: F401
+        transformer,  # noqa: F401
+    )
 
 
 def get_entry(name: str) -> ModelEntry:

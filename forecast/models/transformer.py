@@ -13,9 +13,13 @@ the encoder. Two decoding modes:
   pass on the true values, without gradient, gives a prediction for every step; then each
   decoder input is the true previous value with probability `teacher_forcing`, else the
   first pass's prediction for that value, and a second parallel pass (with gradient) runs
-  on that mix. Both passes are parallel, so the ratio costs 2x, never H x.
+  on that mix. Both passes are parallel, so the ratio costs 2x, never H x. The sampled
+  values are one-step-ahead predictions, milder than the compounding errors of
+  free-running, so a schedule should end at 0 (free-running training, with gradients
+  through the fed-back predictions): on ETTh1 that last epoch is the best one.
 - `direct`: all H steps at once from placeholder queries that carry only the known-future
-  covariates and the positions; `future_target` is never read, whatever the ratio.
+  covariates and the positions; `future_target` is never read, whatever the ratio. The
+  causal mask is kept, so step h's query sees the known covariates of steps <= h only.
 
 Every forward returns per-layer, per-head maps in `extras` and their reduction to
 `temporal_attention` [B, H, L], the same shape the attention LSTMs return.
