@@ -88,7 +88,9 @@ class RunConfig:
             1 is usually fastest for the small networks here, and immune to the heavy
             slowdown of several threads on an oversubscribed (shared) machine.
         workers: (model, seed) pairs fitted in parallel processes; each uses `threads`
-            threads (1 when unset). Results do not depend on it.
+            threads (1 when unset). Results do not depend on it. The processes are
+            spawned, so a script calling `run` with workers > 1 needs the usual
+            `if __name__ == "__main__":` guard.
         plots: write figures (and embed them in the report); off saves a few seconds
             per run, e.g. in tests and batch runs.
     """
