@@ -283,7 +283,7 @@ class TorchForecaster(Forecaster):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip, foreach=True)
             optimizer.step()
             n = len(batch["origin"])
             total, count = total + loss.item() * n, count + n
@@ -313,7 +313,12 @@ class TorchForecaster(Forecaster):
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg: TrainConfig = self.config
         cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        return cls(self.network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        # The fused kernel updates every parameter in one call instead of ~10 small ops
+        # per tensor (CPU and CUDA, floating point); it was the largest cost after the
+        # LSTMs in a profiled training step.
+        fused = self.device.type in ("cpu", "cuda") and all(p.is_floating_point() for p in params)
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
     def _lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         cfg: TrainConfig = self.config

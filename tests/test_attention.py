@@ -16,6 +16,7 @@ from forecast.models.attention import (
 from forecast.models.revin import RevIN
 
 TYPES = [name for name, cls in ATTENTIONS.items() if cls is not None]
+LOCAL = {"local_m", "local_p"}  # weight 0 outside their window, see test_local_attention.py
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -33,7 +34,7 @@ B, L, Q, D = 3, 7, 4, 8
 
 def _make(name: str, key_dim: int = D) -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_attention(name, D, key_dim)
+    return create_attention(name, D, key_dim, window=2)  # a window narrower than L
 
 
 def _inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +43,15 @@ def _inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_registry_names_and_none():
-    assert set(ATTENTIONS) == {"none", "bahdanau", "luong_dot", "luong_general"}
+    assert set(ATTENTIONS) == {
+        "none",
+        "bahdanau",
+        "luong_dot",
+        "luong_general",
+        "luong_concat",
+        "local_m",
+        "local_p",
+    }
     assert create_attention("none", D, D) is None
     with pytest.raises(ValueError, match=r"unknown attention 'luong_cat'; expected one of \["):
         create_attention("luong_cat", D, D)
@@ -66,9 +75,9 @@ def test_batched_query_equals_one_step_at_a_time(name):
     att = _make(name)
     query, keys = _inputs()
     prepared = att.prepare_keys(keys)
-    context, weights = att.attend(query, prepared, keys)
+    context, weights = att.attend(query, prepared, keys, step=0, horizon=Q)
     for q in range(Q):
-        c, w = att.attend(query[:, q], prepared, keys)
+        c, w = att.attend(query[:, q], prepared, keys, step=q, horizon=Q)
         torch.testing.assert_close(c, context[:, q], atol=1e-6, rtol=0)
         torch.testing.assert_close(w, weights[:, q], atol=1e-6, rtol=0)
 
@@ -82,7 +91,8 @@ def test_masked_positions_get_weight_exactly_zero(name):
     mask[2, -1] = False
     _, weights = att(query, keys, keys, mask=mask)
     assert (weights[0, :, :3] == 0).all() and (weights[2, :, -1] == 0).all()
-    assert (weights[1] > 0).all()
+    torch.testing.assert_close(weights[1], att(query, keys, keys)[1][1])  # unmasked row
+    assert (weights[1] > 0).all() or name in LOCAL
     torch.testing.assert_close(weights.sum(-1), torch.ones(B, Q))
     # Garbage in masked positions changes nothing.
     noisy = keys.clone()

@@ -19,7 +19,7 @@ from forecast.models.registry import get_entry
 
 ROLES = ColumnRoles(("y",), ("x",), ("k",), calendar=False)
 L, H = 16, 5
-NAMES = list(ATTENTIONS)  # none, bahdanau, luong_dot, luong_general
+NAMES = list(ATTENTIONS)  # none, bahdanau, luong_dot, luong_general, luong_concat, local_m/p
 VARIANTS = [(a, f) for a in NAMES for f in (False, True)]
 TINY = {"hidden_size": 8, "epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"}
 
@@ -67,6 +67,8 @@ EXTRA = [
     ("bahdanau", {"bidirectional": True, "num_layers": 2}),
     ("luong_dot", {"num_layers": 2, "feature_attention": True}),
     ("none", {"revin": True, "revin_affine": False}),
+    ("local_m", {"attention_window": 2}),
+    ("local_p", {"attention_window": 2, "bidirectional": True}),
 ]
 ALL = [(a, {"feature_attention": f}) for a, f in VARIANTS] + EXTRA
 
@@ -175,6 +177,10 @@ FAST = [
     ("none", {}),
     ("luong_general", {"feature_attention": True, "num_layers": 2}),
     ("luong_general", {"bidirectional": True, "revin": True}),
+    ("luong_concat", {}),
+    ("local_m", {"attention_window": 2}),
+    ("local_p", {"attention_window": 2}),
+    ("local_p", {"attention_window": 3, "num_layers": 2, "feature_attention": True}),
 ]
 
 
@@ -216,13 +222,14 @@ def test_inputs_reach_the_right_places(data):
 
 
 def test_registered_models_and_flat_parameters(data):
-    assert {"lstm", "lstm_plain", "lstm_bahdanau", "lstm_luong", "darnn"} <= set(
+    assert {"lstm", "lstm_plain", "lstm_bahdanau", "lstm_luong", "lstm_local", "darnn"} <= set(
         list_models("neural")
     )
     expected = {
         "lstm_plain": {"attention": "none"},
         "lstm_bahdanau": {"attention": "bahdanau"},
         "lstm_luong": {"attention": "luong_general"},
+        "lstm_local": {"attention": "local_p"},
         "darnn": {"attention": "bahdanau", "feature_attention": True},
     }
     for name, defaults in expected.items():
@@ -243,6 +250,8 @@ def test_config_errors_name_the_problem(data):
         LSTMConfig(attention="dot")
     with pytest.raises(ValueError, match="feature_attention needs a unidirectional encoder"):
         LSTMConfig(feature_attention=True, bidirectional=True)
+    with pytest.raises(ValueError, match="attention_window must be >= 1, got 0"):
+        LSTMConfig(attention_window=0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         LSTMConfig(dropout=1.0)
     with pytest.raises(ValueError, match="luong_dot needs query_dim == key_dim, got 8 and 16"):

@@ -52,11 +52,17 @@ class LSTMConfig(TrainConfig):
         dropout: between stacked layers, on encoder states and before the output layer.
         bidirectional: bidirectional encoder (keys become 2D wide; its final states are
             mapped to the decoder's size).
-        attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general';
-            'luong_dot' measured best of the four on ETTh1 and the synthetic driver data
-            (bench/etth1_lstm.py), with no parameters of its own.
-        attention_dim: hidden size of additive attention (default hidden_size).
+        attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general',
+            'luong_concat', or the local Luong types 'local_m' (window at a fixed position
+            moving with the decoder step) and 'local_p' (window at a predicted position);
+            see `forecast.models.attention`. 'luong_dot' measured best of the first four
+            on ETTh1 and the synthetic driver data (bench/etth1_lstm.py), with no
+            parameters of its own; the last three are not benchmarked yet.
+        attention_dim: hidden size of additive/concat attention and of local-p's position
+            network (default hidden_size).
         attention_scale: scale dot-product scores by 1/sqrt(D).
+        attention_window: half-width D >= 1 of the local attentions' window, in encoder
+            steps (Luong et al. used 10); ignored by the other types.
         feature_attention: DA-RNN input attention over the encoder features.
         revin: per-window normalisation of the targets (see `forecast.models.revin`);
             on ETTh1 it takes test MSE from 0.066 to 0.030, on the synthetic driver data
@@ -71,6 +77,7 @@ class LSTMConfig(TrainConfig):
     attention: str = "luong_dot"
     attention_dim: int | None = None
     attention_scale: bool = True
+    attention_window: int = 8
     feature_attention: bool = False
     revin: bool = True
     revin_affine: bool = True
@@ -86,6 +93,8 @@ class LSTMConfig(TrainConfig):
                 f"hidden_size and num_layers must be >= 1, got {self.hidden_size} and "
                 f"{self.num_layers}"
             )
+        if self.attention_window < 1:
+            raise ValueError(f"attention_window must be >= 1, got {self.attention_window}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.feature_attention and self.bidirectional:
@@ -176,6 +185,7 @@ class Decoder(nn.Module):
             key_dim,
             attention_dim=cfg.attention_dim,
             scale=cfg.attention_scale,
+            window=cfg.attention_window,
         )
         # Bahdanau feeds the context into the step; Luong combines it with the new state.
         self.feeds_context = self.attention is not None and self.attention.uses_previous_state
@@ -236,7 +246,7 @@ class Decoder(nn.Module):
             s, _ = self.lstm(torch.cat([inputs, future_known], dim=-1), state)  # [B, H, D]
             context = weights = None
             if self.attention is not None:  # every step's query at once: one batched matmul
-                context, weights = self.attention.attend(s, keys, memory)  # [B,H,Dk], [B,H,L]
+                context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
             return self._output(s, context), weights
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
@@ -252,11 +262,11 @@ class Decoder(nn.Module):
             x = torch.cat([y_prev, future_known[:, t]], dim=-1)  # [B, T + K]
             context = w = None
             if self.feeds_context:  # Bahdanau: attend with s_{t-1}, feed c_t into the step
-                context, w = self.attention.attend(s_prev, keys, memory)
+                context, w = self.attention.attend(s_prev, keys, memory, step=t, horizon=H)
                 x = torch.cat([x, context], dim=-1)
             s = self._cell(x, layers)  # [B, D]
             if self.combines_context:  # Luong: attend with s_t after the step
-                context, w = self.attention.attend(s, keys, memory)
+                context, w = self.attention.attend(s, keys, memory, step=t, horizon=H)
             y = self._output(s, context)  # [B, T]
             preds.append(y)
             weights.append(w)
@@ -344,6 +354,12 @@ class LSTMNetwork(nn.Module):
     kind="neural",
     defaults={"feature_attention": True, "attention": "bahdanau"},
     description="DA-RNN: input attention over features + additive temporal attention",
+)
+@register_model(
+    "lstm_local",
+    kind="neural",
+    defaults={"attention": "local_p"},
+    description="LSTM encoder-decoder with Luong local-p (predictive window) attention",
 )
 @register_model(
     "lstm_luong",

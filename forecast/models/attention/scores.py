@@ -1,0 +1,106 @@
+"""Global temporal attentions: Bahdanau (additive) and Luong (dot, general, concat)."""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from forecast.models.attention.base import Attention, _additive_score
+
+
+class BahdanauAttention(Attention):
+    """Additive: score = v^T tanh(W_s s_{t-1} + W_h h_j) (Bahdanau et al., 2015)."""
+
+    uses_previous_state = True
+    key_bias: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        *,
+        attention_dim: int | None = None,
+        scale: bool = True,
+        window: int = 8,
+    ) -> None:
+        super().__init__(query_dim, key_dim)
+        A = attention_dim or query_dim
+        self.W_s = nn.Linear(query_dim, A, bias=False)
+        self.W_h = nn.Linear(key_dim, A, bias=self.key_bias)
+        self.v = nn.Linear(A, 1, bias=False)
+
+    def prepare_keys(self, keys: Tensor) -> Tensor:
+        # The costly half, once per sequence, doubled for `_additive_score`: [B, L, A].
+        return 2.0 * self.W_h(keys)
+
+    def score(self, query: Tensor, prepared: Tensor) -> Tensor:
+        query2 = 2.0 * self.W_s(query)  # [B, Q, A]
+        return _additive_score(self.v, query2[:, :, None, :], prepared[:, None, :, :])  # [B,Q,L]
+
+
+class LuongDotAttention(Attention):
+    """Multiplicative: score = s_t^T h_j (Luong et al., 2015), optionally / sqrt(D)."""
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        *,
+        attention_dim: int | None = None,
+        scale: bool = True,
+        window: int = 8,
+    ) -> None:
+        super().__init__(query_dim, key_dim)
+        if query_dim != key_dim:
+            raise ValueError(
+                f"luong_dot needs query_dim == key_dim, got {query_dim} and {key_dim} "
+                "(a bidirectional encoder doubles the key size); use luong_general"
+            )
+        self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
+
+    def prepare_keys(self, keys: Tensor) -> Tensor:
+        # [B, D, L] contiguous once per sequence: each step's bmm then reads keys in the
+        # layout it wants (about 20% faster per step on CPU than a transposed view).
+        return keys.transpose(1, 2).contiguous()
+
+    def score(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return torch.bmm(query, prepared) * self.scale  # [B, Q, D] x [B, D, L] -> [B, Q, L]
+
+
+class LuongGeneralAttention(Attention):
+    """Multiplicative: score = s_t^T W h_j (Luong et al., 2015), optionally / sqrt(D)."""
+
+    def __init__(
+        self,
+        query_dim: int,
+        key_dim: int,
+        *,
+        attention_dim: int | None = None,
+        scale: bool = True,
+        window: int = 8,
+    ) -> None:
+        super().__init__(query_dim, key_dim)
+        self.W = nn.Linear(key_dim, query_dim, bias=False)
+        self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
+
+    def prepare_keys(self, keys: Tensor) -> Tensor:
+        # s^T W h = s^T (W h): project the keys once per sequence, stored as [B, D, L]
+        # (see LuongDotAttention.prepare_keys).
+        return self.W(keys).transpose(1, 2).contiguous()
+
+    def score(self, query: Tensor, prepared: Tensor) -> Tensor:
+        return torch.bmm(query, prepared) * self.scale  # [B, Q, D] x [B, D, L] -> [B, Q, L]
+
+
+class LuongConcatAttention(BahdanauAttention):
+    """Concat: score = v^T tanh(W [s_t; h_j]) (Luong et al., 2015).
+
+    W [s; h] = W_s s + W_h h: Bahdanau's score without the bias, with the current state
+    s_t as query and the context combined after the step (Luong style).
+    """
+
+    uses_previous_state = False
+    key_bias = False
