@@ -5,13 +5,21 @@
 
 Measures peak resident memory (ru_maxrss) above the process's footprint before the raw
 array existed, as a multiple of the raw array's size, for: building the windows (split,
-scaling on training rows, window index) and one pass of batches over every training
-window.
+scaling on training rows, window index), one pass of batches over every training window,
+and training the attention LSTM (`lstm`, hidden 64, batch 32) for one epoch of
+`--train-windows` windows drawn from all training windows, validated on
+`--val-windows` of the validation windows. The issue's target is "at most 2x the raw
+data plus the model's". The same training first runs once on a small series
+(`--model-rows`) before the baseline is taken, so one-time costs of the libraries
+(lazy imports, thread pools, oneDNN kernels: ~320 MB, which is not data) are not
+charged to the data; the model's share is then the weights, gradients and Adam state
+(4x the parameter bytes, printed) and the activations of one batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import sys
@@ -23,11 +31,56 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast.data.frame import SeriesFrame  # noqa: E402
-from forecast.data.prepare import prepare_data  # noqa: E402
+from forecast.data.prepare import DataBundle, prepare_data  # noqa: E402
+from forecast.models.base import Forecaster  # noqa: E402
+from forecast.models.registry import create_model  # noqa: E402
 
 
 def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def current_mb() -> float:
+    """Resident memory now (Linux). Peaks are measured above it: if the warm-up's peak is
+    never exceeded again the figure overstates, never understates, the data's share."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def _frame(rows: int, columns: int) -> SeriesFrame:
+    """A float32 random series of `rows` x `columns` (1 target, the rest covariates)."""
+    rng = np.random.default_rng(0)
+    values = np.empty((rows, columns), dtype=np.float32)
+    for lo in range(0, rows, 1 << 20):  # fill in chunks: no float64 temporary
+        hi = min(lo + (1 << 20), rows)
+        values[lo:hi] = rng.standard_normal((hi - lo, columns), dtype=np.float32)
+    return SeriesFrame(
+        values=values,
+        timestamps=np.arange(0, rows * 60 * 10**9, 60 * 10**9, dtype="datetime64[ns]"),
+        bounds=np.array([0, rows]),
+        series_ids=[""],
+        targets=["y"],
+        past_covariates=[f"x{i}" for i in range(columns - 1)],
+        known_covariates=[],
+        calendar_columns=[],
+        freq="min",
+    )
+
+
+def _train(data: DataBundle, args: argparse.Namespace) -> Forecaster:
+    """One epoch of the attention LSTM on `--train-windows` windows, with validation."""
+    model = create_model(
+        "lstm",
+        data.layout,
+        hidden_size=64,
+        batch_size=32,
+        epochs=1,
+        max_train_windows=args.train_windows,
+        max_val_windows=args.val_windows,
+        progress=False,
+        device="cpu",
+    )
+    return model.fit(data.train, data.val)
 
 
 def main() -> None:
@@ -37,28 +90,24 @@ def main() -> None:
     p.add_argument("--input-length", type=int, default=336)
     p.add_argument("--horizon", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--train-windows", type=int, default=8192, help="0 skips training")
+    p.add_argument("--val-windows", type=int, default=2048)
+    p.add_argument("--model-rows", type=int, default=20_000)
     p.add_argument("--out", default="bench/results/memory_windowing.json")
     args = p.parse_args()
     torch.set_num_threads(2)
 
-    before = peak_mb()
-    rng = np.random.default_rng(0)
-    values = np.empty((args.rows, args.columns), dtype=np.float32)
-    for lo in range(0, args.rows, 1 << 20):  # fill in chunks: no float64 temporary
-        hi = min(lo + (1 << 20), args.rows)
-        values[lo:hi] = rng.standard_normal((hi - lo, args.columns), dtype=np.float32)
-    raw_mb = values.nbytes / 2**20
-    frame = SeriesFrame(
-        values=values,
-        timestamps=np.arange(0, args.rows * 60 * 10**9, 60 * 10**9, dtype="datetime64[ns]"),
-        bounds=np.array([0, args.rows]),
-        series_ids=[""],
-        targets=["y"],
-        past_covariates=[f"x{i}" for i in range(args.columns - 1)],
-        known_covariates=[],
-        calendar_columns=[],
-        freq="min",
-    )
+    model_mb = 0.0
+    if args.train_windows:  # warm-up, not counted: the libraries' one-time costs
+        small = _frame(args.model_rows, args.columns)
+        warm = prepare_data(small, input_length=args.input_length, horizon=args.horizon)
+        model = _train(warm, args)
+        model_mb = 4 * sum(p.numel() * p.element_size() for p in model.network.parameters()) / 2**20
+        del small, warm, model
+        gc.collect()
+    before = current_mb()
+    frame = _frame(args.rows, args.columns)
+    raw_mb = frame.values.nbytes / 2**20
     after_raw = peak_mb()
     t0 = time.perf_counter()
     data = prepare_data(frame, input_length=args.input_length, horizon=args.horizon, copy=False)
@@ -72,6 +121,11 @@ def main() -> None:
         n += len(batch["origin"])
     pass_s = time.perf_counter() - t0
     after_pass = peak_mb()
+    t0 = time.perf_counter()
+    if args.train_windows:
+        _train(data, args)
+    train_s = time.perf_counter() - t0
+    after_train = peak_mb()
     batch_mb = args.batch_size * (args.input_length + args.horizon) * args.columns * 4 / 2**20
     result = {
         "rows": args.rows,
@@ -84,17 +138,29 @@ def main() -> None:
         "peak_over_baseline_after_windowing_mb": round(after_build - before, 1),
         "peak_over_baseline_after_batch_pass_mb": round(after_pass - before, 1),
         "ratio_to_raw": round((after_pass - before) / raw_mb, 3),
+        "train_windows_trained": args.train_windows,
+        "model_weights_grads_adam_mb": round(model_mb, 2),
+        "peak_over_baseline_after_training_mb": round(after_train - before, 1),
+        "training_ratio_to_raw": round((after_train - before) / raw_mb, 3),
+        "training_target_mb": round(2 * raw_mb + model_mb, 1),
         "window_copy_would_be_mb": round(
             len(data.train) * (args.input_length + args.horizon) * args.columns * 4 / 2**20, 1
         ),
         "one_batch_mb": round(batch_mb, 2),
         "build_seconds": round(build_s, 2),
         "batch_pass_seconds": round(pass_s, 2),
+        "train_seconds": round(train_s, 2),
     }
     for key, value in result.items():
         print(f"{key:40s} {value}")
     verdict = "OK" if result["ratio_to_raw"] < 2 else "OVER TARGET"
     print(f"peak / raw array = {result['ratio_to_raw']:.3f} (target < 2): {verdict}")
+    if args.train_windows:
+        ok = after_train - before <= 2 * raw_mb + model_mb
+        print(
+            f"with training: {after_train - before:.0f} MB over baseline, target <= 2 x raw + "
+            f"model = {2 * raw_mb + model_mb:.0f} MB: {'OK' if ok else 'OVER TARGET'}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

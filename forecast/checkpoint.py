@@ -2,9 +2,10 @@
 reads them and a checkpoint can never run code while loading.
 
 A checkpoint holds the weights, the config and the window layout as plain dicts, the
-scaler's state (to forecast in original units), the training history, and the model's
-registry name and class path to rebuild it. Files are written to a temporary file in the
-same folder and renamed over the target, so a crash never leaves a half-written one.
+scaler's state (to forecast in original units), the training history (and any
+`extra_histories_`, e.g. of a pretraining stage), and the model's registry name and
+class path to rebuild it. Files are written to a temporary file in the same folder and
+renamed over the target, so a crash never leaves a half-written one.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def save_checkpoint(
         "scaler": scaler.state_dict() if scaler is not None else None,
         "history": model.history_.astype(float).to_dict(orient="list"),
         "best_epoch": model.best_epoch_,
+        "extra_histories": {  # e.g. a pretraining stage's epochs
+            k: h.astype(float).to_dict(orient="list")
+            for k, h in getattr(model, "extra_histories_", {}).items()
+        },
     }
     return atomic_save(payload, path)
 
@@ -119,6 +124,9 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> TorchForecas
     model.history_ = pd.DataFrame(payload["history"], columns=HISTORY_COLUMNS)
     model.history_["epoch"] = model.history_["epoch"].astype(int)
     model.best_epoch_ = payload["best_epoch"]
+    extra = payload.get("extra_histories") or {}
+    if extra:
+        model.extra_histories_ = {k: pd.DataFrame(v) for k, v in extra.items()}
     if payload["scaler"] is not None:
         model.scaler = StandardScaler.from_state_dict(payload["scaler"])
     return model

@@ -292,6 +292,8 @@ class Runner:
         history = getattr(model, "history_", None)
         if isinstance(history, pd.DataFrame) and len(history):
             self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
+        for stage, extra in getattr(model, "extra_histories_", {}).items():  # e.g. pretraining
+            self.folder.write_csv(f"history/{name}_seed{seed}_{stage}.csv", extra)
         if cfg.run.checkpoints and hasattr(model, "save_checkpoint"):
             model.save_checkpoint(
                 self.folder.file(f"checkpoints/{name}_seed{seed}.pt"), scaler=bundle.scaler

@@ -21,6 +21,7 @@ from forecast.training import (
     HISTORY_COLUMNS,
     TorchForecaster,
     TrainConfig,
+    _cpu_has_bf16,
     load_checkpoint,
     resolve_device,
 )
@@ -203,7 +204,9 @@ def test_lr_schedules(data):
 def test_window_caps_gradient_clipping_and_no_validation(data, monkeypatch):
     calls = []
     clip = nn.utils.clip_grad_norm_
-    monkeypatch.setattr(nn.utils, "clip_grad_norm_", lambda p, m: calls.append(m) or clip(p, m))
+    monkeypatch.setattr(
+        nn.utils, "clip_grad_norm_", lambda p, m, **kw: calls.append(m) or clip(p, m, **kw)
+    )
     cfg = ToyConfig(epochs=2, batch_size=16, max_train_windows=40, max_val_windows=10, **QUIET)
     model = Toy(data.layout, cfg).fit(data.train, data.val)
     assert model.network.seen == {"train": 80, "eval": 20}
@@ -274,4 +277,43 @@ def test_checkpoint_of_a_model_outside_the_registry(data, tmp_path):
     batch = data.test.batch([0, 1])
     torch.testing.assert_close(
         model.predict_batch(batch).prediction, loaded.predict_batch(batch).prediction
+    )
+
+
+# ------------------------------------------------------------------ precision, compile
+def test_amp_modes_on_cpu(data):
+    cfg = dict(epochs=2, batch_size=32, hidden_size=8, seed=3, **QUIET)
+    off = create_model("lstm", data.layout, amp="off", **cfg).fit(data.train, data.val)
+    auto = create_model("lstm", data.layout, amp="auto", **cfg).fit(data.train, data.val)
+    # 'auto' leaves AMP off on a CPU: the very same run.
+    pd.testing.assert_frame_equal(
+        off.history_.drop(columns="seconds"), auto.history_.drop(columns="seconds")
+    )
+    if not _cpu_has_bf16():
+        with pytest.raises(ValueError, match="amp='bf16' on the CPU needs bfloat16"):
+            create_model("lstm", data.layout, amp="bf16", **cfg).fit(data.train)
+    else:
+        bf16 = create_model("lstm", data.layout, amp="bf16", **cfg).fit(data.train, data.val)
+        losses = bf16.history_[["train_loss", "val_loss"]].to_numpy()
+        assert np.isfinite(losses).all()
+        # bfloat16 really ran: the training losses differ from float32's, a little.
+        assert not np.array_equal(losses[:, 0], off.history_["train_loss"].to_numpy())
+        np.testing.assert_allclose(losses, off.history_[["train_loss", "val_loss"]], rtol=0.2)
+        out = bf16.predict_batch(data.test.batch([0, 1]))
+        assert out.prediction.dtype == torch.float32  # prediction runs in float32
+    with pytest.raises(ValueError, match="amp='fp16' needs a CUDA device"):
+        create_model("lstm", data.layout, amp="fp16", **cfg).fit(data.train)
+    with pytest.raises(ValueError, match="unknown amp 'half'"):
+        create_model("lstm", data.layout, amp="half", **cfg)
+
+
+@pytest.mark.slow
+def test_compile_trains_like_eager(data):
+    cfg = dict(epochs=2, batch_size=32, seed=1, grad_clip=None, **QUIET)
+    eager = Toy(data.layout, ToyConfig(**cfg)).fit(data.train, data.val)
+    compiled = Toy(data.layout, ToyConfig(compile=True, **cfg)).fit(data.train, data.val)
+    np.testing.assert_allclose(
+        compiled.history_[["train_loss", "val_loss"]],
+        eager.history_[["train_loss", "val_loss"]],
+        rtol=1e-4,
     )

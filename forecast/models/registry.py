@@ -56,6 +56,7 @@ def _load_builtin() -> None:
     from forecast.models import (
         baselines,  # noqa: F401
         lstm,  # noqa: F401
+        pretrain,  # noqa: F401
         transformer,  # noqa: F401
     )
 

@@ -27,7 +27,7 @@ Every forward returns per-layer, per-head maps in `extras` and their reduction t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,10 +194,21 @@ class TransformerNetwork(nn.Module):
         self.head = nn.Linear(D, nt)
         self.revin = RevIN(nt, affine=config.revin_affine) if config.revin else None
 
-    def encode(self, batch: Batch, past: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Encoder output [B, L, D] and its self-attention per layer [B, nh, L, L]."""
+    def encode(
+        self, batch: Batch, past: Tensor, corrupt: Callable[[Tensor], Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Encoder output [B, L, D] and its self-attention per layer [B, nh, L, L].
+
+        Args:
+            batch: window fields (only the past ones are read).
+            past: the (normalised) past targets [B, L, targets].
+            corrupt: maps the value embedding [B, L, D] to a corrupted one before the
+                known covariates and positions are added (masked pretraining).
+        """
         L = self.layout.input_length
         x = self.enc_value(torch.cat([past, batch["past_covariates"]], dim=-1))  # [B, L, D]
+        if corrupt is not None:
+            x = corrupt(x)
         if self.enc_known is not None:
             x = x + self.enc_known(batch["past_known"])
         x = self.dropout(x + self.pe[:L])
