@@ -45,6 +45,7 @@ from forecast.data.protocols import ett_bundle  # noqa: E402
 # name -> (registered model, track, parameters on top of the shared training settings)
 OURS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "lstm_luong_tf": ("lstm_luong", "MS", {"teacher_forcing": 1.0}),
+    "lstm_dot_tf": ("lstm", "MS", {"teacher_forcing": 1.0}),  # the default: Luong dot
     "lstm_luong_free": ("lstm_luong", "MS", {"teacher_forcing": 0.0}),
     "lstm_bahdanau_tf": ("lstm_bahdanau", "MS", {"teacher_forcing": 1.0}),
     "transformer_tf": ("transformer", "MS", {"teacher_forcing": 1.0}),
@@ -55,6 +56,8 @@ OURS: dict[str, tuple[str, str, dict[str, Any]]] = {
 PAIRS: list[tuple[str, str, float | None]] = [
     ("lstm_luong_tf", "nf_lstm", 10.0),
     ("lstm_luong_tf", "darts_rnn", 10.0),
+    ("lstm_dot_tf", "nf_lstm", 10.0),
+    ("lstm_dot_tf", "darts_rnn", 10.0),
     ("transformer_tf", "darts_transformer", 3.0),
     ("lstm_luong_free", "nf_lstm", None),
     ("lstm_luong_free", "darts_rnn", None),
@@ -67,6 +70,7 @@ PAIRS: list[tuple[str, str, float | None]] = [
 ]
 DEFAULT_OURS = [
     "lstm_luong_tf",
+    "lstm_dot_tf",
     "lstm_luong_free",
     "lstm_bahdanau_tf",
     "transformer_tf",

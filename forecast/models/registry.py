@@ -55,6 +55,7 @@ def _load_builtin() -> None:
     # Importing the modules runs their @register_model decorators.
     from forecast.models import (
         baselines,  # noqa: F401
+        dlinear,  # noqa: F401
         lstm,  # noqa: F401
         pretrain,  # noqa: F401
         transformer,  # noqa: F401
