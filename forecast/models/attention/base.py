@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -37,6 +38,9 @@ class Attention(nn.Module):
             network (ignored by the others).
         scale: multiply dot-product scores by 1/sqrt(D) (ignored by additive attention).
         window: half-width D of the local attentions' window (ignored by the others).
+
+    Subclasses take `(query_dim, key_dim, **options)` and pass the options on; the
+    settings are then `self.attention_dim`, `self.scale` (a factor) and `self.window`.
     """
 
     uses_previous_state: ClassVar[bool] = False
@@ -53,6 +57,9 @@ class Attention(nn.Module):
         super().__init__()
         self.query_dim = query_dim
         self.key_dim = key_dim
+        self.attention_dim = attention_dim or query_dim
+        self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
+        self.window = window
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
         """The query-independent part of the scores, computed once per sequence.

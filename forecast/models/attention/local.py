@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -22,19 +24,10 @@ class LocalAttention(LuongGeneralAttention):
         window: the half-width D >= 1, in encoder steps.
     """
 
-    def __init__(
-        self,
-        query_dim: int,
-        key_dim: int,
-        *,
-        attention_dim: int | None = None,
-        scale: bool = True,
-        window: int = 8,
-    ) -> None:
-        super().__init__(query_dim, key_dim, scale=scale)
-        if window < 1:
-            raise ValueError(f"local attention needs window >= 1, got {window}")
-        self.window = window
+    def __init__(self, query_dim: int, key_dim: int, **options: Any) -> None:
+        super().__init__(query_dim, key_dim, **options)
+        if self.window < 1:
+            raise ValueError(f"local attention needs window >= 1, got {self.window}")
         self.last_positions: Tensor | None = None
 
     def positions(
@@ -118,20 +111,12 @@ class LocalPredictiveAttention(LocalAttention):
     plots and the other types assume.
     """
 
-    def __init__(
-        self,
-        query_dim: int,
-        key_dim: int,
-        *,
-        attention_dim: int | None = None,
-        scale: bool = True,
-        window: int = 8,
-    ) -> None:
-        super().__init__(query_dim, key_dim, scale=scale, window=window)
-        A = attention_dim or query_dim
+    def __init__(self, query_dim: int, key_dim: int, **options: Any) -> None:
+        super().__init__(query_dim, key_dim, **options)
+        A = self.attention_dim
         self.W_p = nn.Linear(query_dim, A, bias=False)
         self.v_p = nn.Linear(A, 1, bias=False)
-        self.sigma = window / 2.0
+        self.sigma = self.window / 2.0
 
     def positions(
         self, query: Tensor, length: int, *, step: int = 0, horizon: int | None = None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -17,17 +16,9 @@ class BahdanauAttention(Attention):
     uses_previous_state = True
     key_bias: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        query_dim: int,
-        key_dim: int,
-        *,
-        attention_dim: int | None = None,
-        scale: bool = True,
-        window: int = 8,
-    ) -> None:
-        super().__init__(query_dim, key_dim)
-        A = attention_dim or query_dim
+    def __init__(self, query_dim: int, key_dim: int, **options: Any) -> None:
+        super().__init__(query_dim, key_dim, **options)
+        A = self.attention_dim
         self.W_s = nn.Linear(query_dim, A, bias=False)
         self.W_h = nn.Linear(key_dim, A, bias=self.key_bias)
         self.v = nn.Linear(A, 1, bias=False)
@@ -44,22 +35,13 @@ class BahdanauAttention(Attention):
 class LuongDotAttention(Attention):
     """Multiplicative: score = s_t^T h_j (Luong et al., 2015), optionally / sqrt(D)."""
 
-    def __init__(
-        self,
-        query_dim: int,
-        key_dim: int,
-        *,
-        attention_dim: int | None = None,
-        scale: bool = True,
-        window: int = 8,
-    ) -> None:
-        super().__init__(query_dim, key_dim)
+    def __init__(self, query_dim: int, key_dim: int, **options: Any) -> None:
+        super().__init__(query_dim, key_dim, **options)
         if query_dim != key_dim:
             raise ValueError(
                 f"luong_dot needs query_dim == key_dim, got {query_dim} and {key_dim} "
                 "(a bidirectional encoder doubles the key size); use luong_general"
             )
-        self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
         # [B, D, L] contiguous once per sequence: each step's bmm then reads keys in the
@@ -73,18 +55,9 @@ class LuongDotAttention(Attention):
 class LuongGeneralAttention(Attention):
     """Multiplicative: score = s_t^T W h_j (Luong et al., 2015), optionally / sqrt(D)."""
 
-    def __init__(
-        self,
-        query_dim: int,
-        key_dim: int,
-        *,
-        attention_dim: int | None = None,
-        scale: bool = True,
-        window: int = 8,
-    ) -> None:
-        super().__init__(query_dim, key_dim)
+    def __init__(self, query_dim: int, key_dim: int, **options: Any) -> None:
+        super().__init__(query_dim, key_dim, **options)
         self.W = nn.Linear(key_dim, query_dim, bias=False)
-        self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
         # s^T W h = s^T (W h): project the keys once per sequence, stored as [B, D, L]
