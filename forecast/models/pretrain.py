@@ -36,7 +36,6 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
@@ -57,6 +56,7 @@ from forecast.models.transformer import (
     TransformerForecaster,
     TransformerNetwork,
 )
+from forecast.training import _even_subset
 
 FINETUNES = ("full", "probe")
 ENCODER_PARTS = ("revin", "enc_value", "enc_known", "encoder", "enc_norm")
@@ -138,13 +138,6 @@ class MaskedEncoderNetwork(nn.Module):
         )
         extras = {"target": target, "picked": draw.picked.to(past.device)}
         return ForecastOutput(prediction=self.recon_head(memory), extras=extras)
-
-
-def _even(ds: WindowDataset, cap: int | None) -> WindowDataset:
-    """At most `cap` evenly spaced windows (as the loop's validation subset)."""
-    if cap is None or len(ds) <= cap:
-        return ds
-    return ds.subset(np.unique(np.linspace(0, len(ds) - 1, cap).round().astype(np.int64)))
 
 
 @register_model(
@@ -232,7 +225,7 @@ class PretrainedTransformerForecaster(TransformerForecaster):
             history["train_baseline"] = self._baseline(train)
             has_val = val is not None and len(val) > 0
             history["val_baseline"] = (
-                self._baseline(_even(val, cfg.max_val_windows)) if has_val else math.nan
+                self._baseline(_even_subset(val, cfg.max_val_windows)) if has_val else math.nan
             )
             self._encoder_state = {
                 k.removeprefix("backbone."): v.detach().clone()
