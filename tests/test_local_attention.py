@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from forecast import ColumnRoles, prepare_data
+from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.models.attention import (
     LocalMonotonicAttention,
     LocalPredictiveAttention,
@@ -244,3 +245,24 @@ def test_lstm_decoder_gives_each_step_its_own_local_m_window():
         outside = _outside(centres, window, L)
         assert (w[outside] == 0).all() and (w[~outside] > 0).all(), (fast, tf)
         torch.testing.assert_close(w.sum(-1), torch.ones(6, H))
+
+
+@pytest.mark.parametrize("name", ["local_m", "local_p"])
+@pytest.mark.parametrize("teacher_forcing", [0.0, 1.0])
+def test_lstm_output_carries_the_window_centres(name, teacher_forcing):
+    S, H, D = 12, 4, 2
+    layout = WindowLayout(S, H, ("y",), ())
+    data = torch.randn(40, 1)
+    ds = WindowDataset(data, np.arange(8), layout, np.zeros(8, np.int32))
+    torch.manual_seed(0)
+    cfg = LSTMConfig(hidden_size=8, attention=name, attention_window=D, progress=False)
+    net = LSTMNetwork(layout, cfg).eval()
+    out = net(ds.batch(np.arange(8)), teacher_forcing=teacher_forcing)
+    centres = out.extras["attention_centres"]
+    assert tuple(centres.shape) == (8, H)
+    if name == "local_m":
+        assert torch.equal(centres, (S - H + torch.arange(H, dtype=torch.float32)).expand(8, H))
+    assert ((centres >= 0) & (centres <= S - 1)).all()
+    far = (torch.arange(S)[None, None, :] - centres[..., None]).abs() > D
+    assert (out.temporal_attention[far] == 0).all()
+    assert not (out.temporal_attention[~far] == 0).all()

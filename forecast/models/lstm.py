@@ -14,6 +14,9 @@ forcing and an attention that does not feed the context into the step (Luong, or
 the decoder LSTM runs over the whole horizon in one call and attention is one batched
 matmul: the same outputs as the loop, many fewer Python steps.
 
+With a local attention ('local_m', 'local_p') the output's `extras['attention_centres']`
+[B, H] holds each step's window centre p_t, in encoder positions (0 = oldest input).
+
 >>> import numpy as np, pandas as pd
 >>> from forecast import ColumnRoles, create_model, prepare_data
 >>> df = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=200, freq="h"),
@@ -197,6 +200,7 @@ class Decoder(nn.Module):
         self.head = nn.Linear(D + key_dim if self.feeds_context else D, n_targets)
         self.dropout = nn.Dropout(cfg.dropout)
         self.use_fast_path = True  # tests and benchmarks switch it off to compare
+        self.centres: Tensor | None = None  # local attention's window centres, last call
 
     def _cell(self, x: Tensor, state: list[tuple[Tensor, Tensor]]) -> Tensor:
         """One step through every layer, in place on `state`, with `self.lstm`'s weights
@@ -247,6 +251,7 @@ class Decoder(nn.Module):
             context = weights = None
             if self.attention is not None:  # every step's query at once: one batched matmul
                 context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
+            self.centres = getattr(self.attention, "last_positions", None)  # [B, H] local
             return self._output(s, context), weights
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
@@ -257,7 +262,7 @@ class Decoder(nn.Module):
             use_truth = (draw < teacher_forcing).to(last.device)  # [B, H, 1]
         layers = list(zip(state[0].unbind(0), state[1].unbind(0)))  # per layer ([B, D], [B, D])
         s_prev, y_prev = layers[-1][0], last  # [B, D], [B, T]
-        preds, weights = [], []
+        preds, weights, centres = [], [], []
         for t in range(H):
             x = torch.cat([y_prev, future_known[:, t]], dim=-1)  # [B, T + K]
             context = w = None
@@ -270,6 +275,7 @@ class Decoder(nn.Module):
             y = self._output(s, context)  # [B, T]
             preds.append(y)
             weights.append(w)
+            centres.append(getattr(self.attention, "last_positions", None))
             s_prev = s
             if teacher_forcing >= 1.0:
                 y_prev = truth[:, t]
@@ -278,6 +284,7 @@ class Decoder(nn.Module):
             else:
                 y_prev = y
         temporal = torch.stack(weights, dim=1) if self.attention is not None else None
+        self.centres = torch.cat(centres, dim=1) if centres and centres[0] is not None else None
         return torch.stack(preds, dim=1), temporal  # [B, H, T], [B, H, L]
 
 
@@ -346,7 +353,9 @@ class LSTMNetwork(nn.Module):
         )
         if self.revin is not None:
             pred = self.revin.denormalize(pred)
-        return ForecastOutput(pred, temporal, feature_weights)
+        centres = self.decoder.centres  # local attention: where each step's window sat
+        extras = {} if centres is None else {"attention_centres": centres}
+        return ForecastOutput(pred, temporal, feature_weights, extras=extras)
 
 
 @register_model(
