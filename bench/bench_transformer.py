@@ -31,13 +31,16 @@ from forecast.models.transformer import TransformerForecaster  # noqa: E402
 
 L, H, BATCH = 96, 24, 32
 ARCH = {"d_model": 64, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 1, "d_ff": 256}
-# (variant, decoding, teacher forcing): 1.0 is one parallel pass, 0.5 the two-pass
-# scheduled sampling, 0.0 free-running step by step with the key/value cache.
+# (variant, decoding, teacher forcing, attention dropout): 1.0 is one parallel pass, 0.5
+# the two-pass scheduled sampling, 0.0 free-running step by step with the key/value
+# cache; attention dropout None is the model's default (= dropout, 0.1).
 VARIANTS = [
-    ("autoregressive_tf1", "autoregressive", 1.0),
-    ("autoregressive_tf0.5", "autoregressive", 0.5),
-    ("autoregressive_free", "autoregressive", 0.0),
-    ("direct", "direct", 0.0),
+    ("autoregressive_tf1", "autoregressive", 1.0, None),
+    ("autoregressive_tf1_attn_dropout0", "autoregressive", 1.0, 0.0),
+    ("autoregressive_tf0.5", "autoregressive", 0.5, None),
+    ("autoregressive_free", "autoregressive", 0.0, None),
+    ("direct", "direct", 0.0, None),
+    ("direct_attn_dropout0", "direct", 0.0, 0.0),
 ]
 
 
@@ -48,9 +51,12 @@ def _dataset(n_windows: int, seed: int = 0) -> WindowDataset:
     return WindowDataset(data, np.arange(n_windows), layout, np.zeros(n_windows, np.int32))
 
 
-def _time_variant(ds: WindowDataset, decoding: str, tf: float) -> tuple[float, float]:
+def _time_variant(
+    ds: WindowDataset, decoding: str, tf: float, attention_dropout: float | None = None
+) -> tuple[float, float]:
     config = TransformerForecaster.Config(
         **ARCH,
+        attention_dropout=attention_dropout,
         decoding=decoding,
         batch_size=BATCH,
         epochs=1,
@@ -80,16 +86,17 @@ def main() -> None:
     ds = _dataset(args.windows)
     _time_variant(_dataset(BATCH * 4), "autoregressive", 1.0)  # warm-up
     rows = []
-    for name, decoding, tf in VARIANTS:
+    for name, decoding, tf, attention_dropout in VARIANTS:
         if args.only and name not in args.only:
             continue
-        runs = [_time_variant(ds, decoding, tf) for _ in range(args.repeats)]
+        runs = [_time_variant(ds, decoding, tf, attention_dropout) for _ in range(args.repeats)]
         train = [r[0] for r in runs]
         rows.append(
             {
                 "variant": name,
                 "decoding": decoding,
                 "teacher_forcing": tf,
+                "attention_dropout": attention_dropout,
                 "train_windows_per_s": round(max(train), 1),
                 "train_windows_per_s_median": round(float(np.median(train)), 1),
                 "predict_windows_per_s": round(max(r[1] for r in runs), 1),

@@ -283,3 +283,20 @@ def test_checkpoint_round_trip(synthetic, tmp_path):
     torch.testing.assert_close(
         model.predict_batch(batch).prediction, again.predict_batch(batch).prediction
     )
+
+
+def test_attention_dropout_is_separate_from_residual_dropout():
+    layout = WindowLayout(12, 4, ("y",), ())
+
+    def rates(**kw) -> set[tuple[str, float]]:
+        net = TransformerNetwork(layout, TransformerConfig(dropout=0.3, **kw))
+        return {
+            (name.rsplit(".", 1)[-1] if "attn" in name else "other", m.p)
+            for name, m in net.named_modules()
+            if isinstance(m, torch.nn.Dropout)
+        }
+
+    assert rates() == {("dropout", 0.3), ("other", 0.3)}
+    assert rates(attention_dropout=0.0) == {("dropout", 0.0), ("other", 0.3)}
+    with pytest.raises(ValueError, match="attention_dropout must be in"):
+        TransformerConfig(attention_dropout=1.0)

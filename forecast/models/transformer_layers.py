@@ -141,13 +141,23 @@ class EncoderLayer(nn.Module):
         d_model: width D.
         n_heads: heads.
         d_ff: feed-forward width.
-        dropout: dropout on attention weights and on each residual branch.
+        dropout: dropout on each residual branch (and on the attention weights unless
+            `attention_dropout` is given).
+        attention_dropout: dropout on the attention weights; None: `dropout`.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        attention_dropout: float | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout)
+        attn_p = dropout if attention_dropout is None else attention_dropout
+        self.attn = MultiHeadAttention(d_model, n_heads, attn_p)
         self.norm2 = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
@@ -168,15 +178,25 @@ class DecoderLayer(nn.Module):
         d_model: width D.
         n_heads: heads.
         d_ff: feed-forward width.
-        dropout: dropout on attention weights and on each residual branch.
+        dropout: dropout on each residual branch (and on the attention weights unless
+            `attention_dropout` is given).
+        attention_dropout: dropout on the attention weights; None: `dropout`.
     """
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        attention_dropout: float | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        attn_p = dropout if attention_dropout is None else attention_dropout
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attn_p)
         self.norm2 = nn.LayerNorm(d_model)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_p)
         self.norm3 = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
