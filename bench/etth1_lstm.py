@@ -1,7 +1,8 @@
 """The attention LSTMs on ETTh1, track U (OT in, OT out), input 96, horizon 24.
 
     python bench/etth1_lstm.py [--data-path ../shared/data/ETTh1.csv] [--epochs 8]
-        [--attention none bahdanau luong_dot luong_general] [--revin both|on|off]
+        [--attention none bahdanau luong_dot luong_general luong_concat local_m local_p]
+        [--revin both|on|off]
         [--threads 2] [--out bench/results/etth1_lstm.json] [--set key=value ...]
 
 Prints normalised test MSE / MAE over every test window (stride 1) next to repeat-last
@@ -13,15 +14,10 @@ on 2 cores; the test always uses every window.
 
 from __future__ import annotations
 
-import os
-
-# Before torch starts its OpenMP threads: with the default busy-waiting, 2 threads on 2
-# cores shared with other jobs crawled (a run that took seconds with passive waiting had
-# not finished after 300 s); passive waiting costs little on an idle machine. Export
-# OMP_WAIT_POLICY to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
+# OpenMP's wait policy is left at its default (busy-waiting), the faster one on a quiet
+# machine; on a machine shared with other jobs export OMP_WAIT_POLICY=PASSIVE (see
+# bench/README.md).
+import argparse
 import ast
 import json
 import sys

@@ -58,9 +58,11 @@ class LSTMConfig(TrainConfig):
         attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general',
             'luong_concat', or the local Luong types 'local_m' (window at a fixed position
             moving with the decoder step) and 'local_p' (window at a predicted position);
-            see `forecast.models.attention`. 'luong_dot' measured best of the first four
-            on ETTh1 and the synthetic driver data (bench/etth1_lstm.py), with no
-            parameters of its own; the last three are not benchmarked yet.
+            see `forecast.models.attention`. On ETTh1 track U, L=96, H=24 with RevIN
+            (bench/etth1_lstm.py, 8 epochs, seed 0) test MSE was: none 0.0278,
+            luong_concat 0.0284, bahdanau 0.0287, luong_dot 0.0290, local_m 0.0292,
+            luong_general 0.0295, local_p 0.0309 (repeat-last 0.0343); 'luong_dot' is the
+            default as the cheapest attention that returns maps, with no parameters.
         attention_dim: hidden size of additive/concat attention and of local-p's position
             network (default hidden_size).
         attention_scale: scale dot-product scores by 1/sqrt(D).
