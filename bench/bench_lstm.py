@@ -22,23 +22,22 @@ from __future__ import annotations
 # run that took seconds with passive waiting had not finished after 300 s). The default
 # is left alone; export OMP_WAIT_POLICY=PASSIVE when the machine is shared. The policy
 # in effect is written to the JSON.
-import argparse
 import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from throughput import BATCH, H, L, parser, reference_dataset, time_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
+from forecast.data.windows import WindowDataset  # noqa: E402
 from forecast.models.lstm import LSTMForecaster, LSTMNetwork  # noqa: E402
 
-L, H, HIDDEN, BATCH = 96, 24, 64, 32
+HIDDEN = 64
 TARGETS = {"luong_tf_fast": 2000.0, "bahdanau": 800.0}
 # (variant, attention, feature attention, teacher forcing, fast path)
 VARIANTS = [
@@ -65,13 +64,6 @@ class _Bench(LSTMForecaster):
         return net
 
 
-def _dataset(n_windows: int, seed: int = 0) -> WindowDataset:
-    layout = WindowLayout(L, H, ("y",), tuple(f"x{i}" for i in range(6)))
-    rows = n_windows + L + H - 1
-    data = torch.from_numpy(np.random.default_rng(seed).standard_normal((rows, 7), np.float32))
-    return WindowDataset(data, np.arange(n_windows), layout, np.zeros(n_windows, np.int32))
-
-
 def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, fast: bool):
     model = _Bench(
         ds.layout,
@@ -88,28 +80,15 @@ def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, f
         ),
     )
     model.fast_path = fast
-    cpu = time.process_time()
-    model.fit(ds)  # no validation: the epoch time is training only
-    cpu = time.process_time() - cpu
-    train_s = float(model.history_["seconds"].iloc[0])
-    start = time.perf_counter()
-    for batch in ds.iter_batches(256):
-        model.predict_batch(batch)
-    return len(ds) / train_s, len(ds) / (time.perf_counter() - start), len(ds) / cpu
+    return time_model(model, ds)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--windows", type=int, default=1600, help="training windows per run")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
-    p.add_argument("--out", default="bench/results/lstm_throughput.json")
-    args = p.parse_args()
+    args = parser(__doc__, "bench/results/lstm_throughput.json").parse_args()
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    ds = _dataset(args.windows)
-    _time_variant(_dataset(BATCH * 4), "luong_general", False, 1.0, True)  # warm-up
+    ds = reference_dataset(args.windows)
+    _time_variant(reference_dataset(BATCH * 4), "luong_general", False, 1.0, True)  # warm-up
     rows = []
     for name, attention, feature, tf, fast in VARIANTS:
         if args.only and name not in args.only:

@@ -14,22 +14,20 @@ shared machine only ever make a run slower.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from throughput import BATCH, H, L, parser, reference_dataset, time_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
+from forecast.data.windows import WindowDataset  # noqa: E402
 from forecast.models.transformer import TransformerForecaster  # noqa: E402
 
-L, H, BATCH = 96, 24, 32
 ARCH = {"d_model": 64, "n_heads": 4, "encoder_layers": 2, "decoder_layers": 1, "d_ff": 256}
 # (variant, decoding, teacher forcing, attention dropout): 1.0 is one parallel pass, 0.5
 # the two-pass scheduled sampling, 0.0 free-running step by step with the key/value
@@ -42,13 +40,6 @@ VARIANTS = [
     ("direct", "direct", 0.0, None),
     ("direct_attn_dropout0", "direct", 0.0, 0.0),
 ]
-
-
-def _dataset(n_windows: int, seed: int = 0) -> WindowDataset:
-    layout = WindowLayout(L, H, ("y",), tuple(f"x{i}" for i in range(6)))
-    rows = n_windows + L + H - 1
-    data = torch.from_numpy(np.random.default_rng(seed).standard_normal((rows, 7), np.float32))
-    return WindowDataset(data, np.arange(n_windows), layout, np.zeros(n_windows, np.int32))
 
 
 def _time_variant(
@@ -65,26 +56,15 @@ def _time_variant(
         progress=False,
         device="cpu",
     )
-    model = TransformerForecaster(ds.layout, config)
-    model.fit(ds)  # no validation: the epoch time is training only
-    train_s = float(model.history_["seconds"].iloc[0])
-    start = time.perf_counter()
-    for batch in ds.iter_batches(256):
-        model.predict_batch(batch)
-    return len(ds) / train_s, len(ds) / (time.perf_counter() - start)
+    train, predict, _ = time_model(TransformerForecaster(ds.layout, config), ds)
+    return train, predict
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--windows", type=int, default=1600, help="training windows per run")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
-    p.add_argument("--out", default="bench/results/transformer_throughput.json")
-    args = p.parse_args()
+    args = parser(__doc__, "bench/results/transformer_throughput.json").parse_args()
     torch.set_num_threads(args.threads)
-    ds = _dataset(args.windows)
-    _time_variant(_dataset(BATCH * 4), "autoregressive", 1.0)  # warm-up
+    ds = reference_dataset(args.windows)
+    _time_variant(reference_dataset(BATCH * 4), "autoregressive", 1.0)  # warm-up
     rows = []
     for name, decoding, tf, attention_dropout in VARIANTS:
         if args.only and name not in args.only:

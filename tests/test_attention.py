@@ -19,14 +19,7 @@ TYPES = [name for name, cls in ATTENTIONS.items() if cls is not None]
 LOCAL = {"local_m", "local_p"}  # weight 0 outside their window, see test_local_attention.py
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These networks are tiny: intra-op threads only add OpenMP spin-waits, which cost
-    # 10x on a machine whose cores are shared with other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 B, L, Q, D = 3, 7, 4, 8

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from test_interpret_helpers import synthetic_bundle, tiny_model
 
 from forecast import create_model
@@ -39,13 +38,7 @@ LSTM_PARAMS = dict(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models: thread hand-offs cost more than they save on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ from forecast.models.lstm import LSTMConfig, LSTMNetwork
 B, S, Q, D = 4, 12, 5, 8  # batch, encoder length, queries (decoder steps), state size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()  # tiny tensors: extra threads only spin-wait
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _inputs(seed: int = 0, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

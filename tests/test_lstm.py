@@ -24,14 +24,7 @@ VARIANTS = [(a, f) for a in NAMES for f in (False, True)]
 TINY = {"hidden_size": 8, "epochs": 1, "batch_size": 16, "progress": False, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These networks are tiny: intra-op threads only add OpenMP spin-waits, which cost
-    # 10x on a machine whose cores are shared with other processes.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _frame(n: int = 300, seed: int = 0) -> pd.DataFrame:

@@ -16,10 +16,14 @@ result is the mean increase and a 95% t-interval over the repeats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
+from torch import Tensor
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.interpret._common import ENCODER_FIELDS, eval_batch, lag_axis, mse, progress_bar
@@ -50,9 +54,42 @@ def _interval(increases: np.ndarray) -> tuple[float, float, float, float]:
     return mean, mean - half, mean + half, std
 
 
-def _check(n_repeats: int) -> None:
+def _setup(
+    model: Forecaster,
+    ds: WindowDataset,
+    n_repeats: int,
+    max_windows: int | None,
+    seed: int,
+    batch_size: int,
+) -> tuple[Batch, np.random.Generator, float]:
+    """The evaluation batch, the permutations' generator and the baseline MSE."""
     if n_repeats < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
+    batch = eval_batch(ds, max_windows, seed)
+    n = len(batch["origin"])
+    if n < 2:
+        raise ValueError(f"permutation importance needs at least 2 windows, got {n}")
+    return batch, np.random.default_rng(seed), mse(model, batch, batch_size)
+
+
+def _repeat(
+    model: Forecaster,
+    permute: Callable[[Tensor], Batch],
+    n: int,
+    base: float,
+    n_repeats: int,
+    rng: np.random.Generator,
+    bar: Any,
+    batch_size: int,
+) -> tuple[float, float, float, float]:
+    """`_interval` of the MSE increases over `n_repeats` draws of `permute(perm)`, each
+    with a fresh permutation `perm` of the batch's `n` windows."""
+    increases = []
+    for _ in range(n_repeats):
+        perm = torch.from_numpy(rng.permutation(n))
+        increases.append(mse(model, permute(perm), batch_size) - base)
+        bar.update(1)
+    return _interval(np.asarray(increases))
 
 
 def permutation_importance(
@@ -81,29 +118,23 @@ def permutation_importance(
         batch_size: windows per forward pass.
         progress: show a tqdm bar.
     """
-    _check(n_repeats)
-    batch = eval_batch(ds, max_windows, seed)
+    batch, rng, base = _setup(model, ds, n_repeats, max_windows, seed, batch_size)
     n = len(batch["origin"])
-    if n < 2:
-        raise ValueError(f"permutation importance needs at least 2 windows, got {n}")
-    rng = np.random.default_rng(seed)
-    base = mse(model, batch, batch_size)
     roles = feature_roles(ds.layout)
     bar = progress_bar(len(roles) * n_repeats, "permutation", progress)
     rows = []
     for name, role, key, col in roles:
-        increases = []
-        for _ in range(n_repeats):
-            perm = torch.from_numpy(rng.permutation(n))
+        # the future of a known covariate is the same series: it moves with the past
+        keys = [key, "future_known"] if role == "known" else [key]
+
+        def permute(perm: Tensor, keys: list[str] = keys, col: int = col) -> Batch:
             permuted = dict(batch)
-            permuted[key] = batch[key].clone()
-            permuted[key][:, :, col] = batch[key][perm, :, col]
-            if role == "known":  # the future of a known covariate is the same series
-                permuted["future_known"] = batch["future_known"].clone()
-                permuted["future_known"][:, :, col] = batch["future_known"][perm, :, col]
-            increases.append(mse(model, permuted, batch_size) - base)
-            bar.update(1)
-        mean, lo, hi, std = _interval(np.asarray(increases))
+            for k in keys:
+                permuted[k] = batch[k].clone()
+                permuted[k][:, :, col] = batch[k][perm, :, col]
+            return permuted
+
+        mean, lo, hi, std = _repeat(model, permute, n, base, n_repeats, rng, bar, batch_size)
         rows.append([name, role, mean, lo, hi, std, base, n_repeats, n])
     bar.close()
     frame = pd.DataFrame(rows, columns=["feature", "role", *IMPORTANCE_COLUMNS, "n_windows"])
@@ -155,31 +186,25 @@ def lag_permutation_importance(
         batch_size: windows per forward pass.
         progress: show a tqdm bar.
     """
-    _check(n_repeats)
     layout = ds.layout
     L = layout.input_length
     block = block or max(1, round(L / 12))
-    batch = eval_batch(ds, max_windows, seed)
+    batch, rng, base = _setup(model, ds, n_repeats, max_windows, seed, batch_size)
     n = len(batch["origin"])
-    if n < 2:
-        raise ValueError(f"permutation importance needs at least 2 windows, got {n}")
-    rng = np.random.default_rng(seed)
-    base = mse(model, batch, batch_size)
     lags, lag_time, unit = lag_axis(layout)
     blocks = lag_blocks(L, block)
     bar = progress_bar(len(blocks) * n_repeats, "lag permutation", progress)
     rows = []
     for lo, hi in blocks:
-        increases = []
-        for _ in range(n_repeats):
-            perm = torch.from_numpy(rng.permutation(n))
+
+        def permute(perm: Tensor, lo: int = lo, hi: int = hi) -> Batch:
             permuted: Batch = dict(batch)
             for key in ENCODER_FIELDS:
                 permuted[key] = batch[key].clone()
                 permuted[key][:, lo:hi] = batch[key][perm, lo:hi]
-            increases.append(mse(model, permuted, batch_size) - base)
-            bar.update(1)
-        mean, ci_lo, ci_hi, std = _interval(np.asarray(increases))
+            return permuted
+
+        mean, ci_lo, ci_hi, std = _repeat(model, permute, n, base, n_repeats, rng, bar, batch_size)
         lag_min, lag_max = int(lags[hi - 1]), int(lags[lo])
         rows.append(
             [lag_min, lag_max, lag_time[hi - 1], lag_time[lo], unit, f"lags {lag_min}-{lag_max}"]

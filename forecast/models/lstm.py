@@ -202,7 +202,6 @@ class Decoder(nn.Module):
         self.head = nn.Linear(D + key_dim if self.feeds_context else D, n_targets)
         self.dropout = nn.Dropout(cfg.dropout)
         self.use_fast_path = True  # tests and benchmarks switch it off to compare
-        self.centres: Tensor | None = None  # local attention's window centres, last call
 
     def _cell(self, x: Tensor, state: list[tuple[Tensor, Tensor]]) -> Tensor:
         """One step through every layer, in place on `state`, with `self.lstm`'s weights
@@ -233,8 +232,9 @@ class Decoder(nn.Module):
         truth: Tensor | None,
         teacher_forcing: float,
         generator: torch.Generator | None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Predictions [B, H, T] and temporal attention [B, H, L] (None without attention).
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Predictions [B, H, T], temporal attention [B, H, L] (None without attention)
+        and, for the local attentions, each step's window centre [B, H] (else None).
 
         Args:
             memory: encoder states [B, L, Dk] (keys and values).
@@ -253,8 +253,8 @@ class Decoder(nn.Module):
             context = weights = None
             if self.attention is not None:  # every step's query at once: one batched matmul
                 context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
-            self.centres = getattr(self.attention, "last_positions", None)  # [B, H] local
-            return self._output(s, context), weights
+            centres = getattr(self.attention, "last_positions", None)  # [B, H] local
+            return self._output(s, context), weights, centres
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
             # Drawn on the generator's device (CPU in the training loop), then moved, so a
@@ -286,8 +286,8 @@ class Decoder(nn.Module):
             else:
                 y_prev = y
         temporal = torch.stack(weights, dim=1) if self.attention is not None else None
-        self.centres = torch.cat(centres, dim=1) if centres and centres[0] is not None else None
-        return torch.stack(preds, dim=1), temporal  # [B, H, T], [B, H, L]
+        positions = torch.cat(centres, dim=1) if centres[0] is not None else None  # [B, H]
+        return torch.stack(preds, dim=1), temporal, positions  # [B, H, T], [B, H, L], [B, H]
 
 
 class LSTMNetwork(nn.Module):
@@ -344,7 +344,7 @@ class LSTMNetwork(nn.Module):
             truth = batch["future_target"]  # [B, H, T]
             if self.revin is not None:
                 truth = self.revin.normalize_like(truth)
-        pred, temporal = self.decoder(
+        pred, temporal, centres = self.decoder(
             self.dropout(memory),
             self._bridge(state),
             past[:, -1],
@@ -355,7 +355,6 @@ class LSTMNetwork(nn.Module):
         )
         if self.revin is not None:
             pred = self.revin.denormalize(pred)
-        centres = self.decoder.centres  # local attention: where each step's window sat
         extras = {} if centres is None else {"attention_centres": centres}
         return ForecastOutput(pred, temporal, feature_weights, extras=extras)
 
