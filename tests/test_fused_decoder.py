@@ -1,0 +1,145 @@
+"""The fused Bahdanau decoder: the same numbers and gradients as the autograd step loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forecast.data.windows import WindowLayout
+from forecast.models import fused_decoder
+from forecast.models.lstm import LSTMConfig, LSTMNetwork
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+L, H, B = 12, 5, 4
+LAYOUT = WindowLayout(L, H, ("y1", "y2"), ("p",), ("k1", "k2"))
+
+
+def _batch(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    shapes = {
+        "past_target": (B, L, 2),
+        "past_covariates": (B, L, 1),
+        "past_known": (B, L, 2),
+        "future_known": (B, H, 2),
+        "future_target": (B, H, 2),
+    }
+    return {k: torch.randn(s, generator=g, dtype=torch.float64) for k, s in shapes.items()}
+
+
+def _net(**kw) -> LSTMNetwork:
+    torch.manual_seed(0)
+    cfg = LSTMConfig(hidden_size=6, attention="bahdanau", attention_dim=5, **kw)
+    return LSTMNetwork(LAYOUT, cfg).double()
+
+
+def _run(net: LSTMNetwork, batch: dict, tf: float, fused: bool) -> tuple:
+    """Outputs, parameter gradients and input gradients of a loss that reads both the
+    predictions and the attention weights (so both output gradients are exercised)."""
+    net.decoder.use_fast_path = fused
+    net.zero_grad()
+    inputs = {k: v.clone().requires_grad_(True) for k, v in batch.items()}
+    out = net(inputs, teacher_forcing=tf, generator=torch.Generator().manual_seed(1))
+    ramp = torch.linspace(0, 1, L, dtype=torch.float64)
+    loss = out.prediction.square().sum() + (out.temporal_attention * ramp).sum()
+    loss.backward()
+    params = {n: p.grad.clone() for n, p in net.named_parameters()}
+    grads = {k: v.grad for k, v in inputs.items() if v.grad is not None}
+    return out, params, grads
+
+
+@pytest.mark.parametrize("tf", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("revin", [True, False])
+def test_fused_equals_the_step_loop_in_float64(tf, revin):
+    net = _net(revin=revin).train()
+    assert net.decoder._fused()
+    (a, pa, ia), (b, pb, ib) = (_run(net, _batch(), tf, fused) for fused in (True, False))
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=1e-12)
+    torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=1e-12)
+    assert pa.keys() == pb.keys() and ia.keys() == ib.keys()
+    assert {"past_target", "future_known"} <= ia.keys()
+    if tf > 0 and revin:  # RevIN scales the fed-back truth, so it carries a gradient
+        assert "future_target" in ia
+    for name in pa:
+        torch.testing.assert_close(pa[name], pb[name], rtol=1e-9, atol=1e-11, msg=name)
+    for name in ia:
+        torch.testing.assert_close(ia[name], ib[name], rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_gradcheck_of_the_fused_node():
+    """Numerical against analytical gradients of the node itself, in every mode."""
+    g = torch.Generator().manual_seed(0)
+    b, l, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+    memory, keys2 = r(b, l, d), r(b, l, a)
+    h0, c0, last, known, truth = r(b, d), r(b, d), r(b, t), r(b, h, k), r(b, h, t)
+    params = (r(a, d), r(a), r(4 * d, t + k + d), r(4 * d, d), r(4 * d), r(4 * d), r(t, 2 * d), r(t))
+    use = torch.tensor([[[True], [False], [True]], [[False], [True], [False]]])
+    for fed, use_truth in ((None, None), (truth, None), (truth, use)):
+
+        def fn(*xs, fed=fed, use_truth=use_truth):
+            m, k2, h_, c_, y0, kn, tr, *ps = xs
+            tr = tr if fed is not None else None
+            return fused_decoder._BahdanauDecode.apply(m, k2, h_, c_, y0, kn, tr, use_truth, *ps)
+
+        assert torch.autograd.gradcheck(fn, (memory, keys2, h0, c0, last, known, truth, *params))
+
+
+def test_no_grad_forward_equals_the_recorded_one():
+    net = _net().eval()
+    batch = _batch(2)
+    with torch.no_grad():
+        a = net(batch)
+    b = net(batch)
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
+    torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kw,train,expected",
+    [
+        ({}, True, True),
+        ({"dropout": 0.2}, False, True),  # dropout is off in eval mode
+        ({"dropout": 0.2}, True, False),  # the loop draws the dropout masks
+        ({"num_layers": 2}, True, False),
+        ({"feature_attention": True}, True, True),  # DA-RNN's decoder is Bahdanau too
+    ],
+)
+def test_when_the_fused_path_runs(monkeypatch, kw, train, expected):
+    calls = []
+    real = fused_decoder.bahdanau_decode
+    monkeypatch.setattr(
+        "forecast.models.lstm.bahdanau_decode", lambda *a: calls.append(1) or real(*a)
+    )
+    net = _net(**kw).train(train)
+    net(_batch(), teacher_forcing=0.5, generator=torch.Generator().manual_seed(0))
+    assert bool(calls) == expected
+
+
+def test_under_autocast_the_node_computes_in_float32():
+    """Under AMP the encoder's outputs arrive in bfloat16; the fused node takes float32
+    copies, so its backward sees one dtype and the gradients come back in each input's
+    own dtype, close to a float32 run."""
+    torch.manual_seed(0)
+    dec = LSTMNetwork(LAYOUT, LSTMConfig(hidden_size=6, attention="bahdanau")).decoder
+    g = torch.Generator().manual_seed(0)
+    memory = torch.randn(B, L, 6, generator=g)
+    h0, c0 = torch.randn(1, B, 6, generator=g), torch.randn(1, B, 6, generator=g)
+    last, known = torch.randn(B, 2, generator=g), torch.randn(B, H, 2, generator=g)
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        dec.zero_grad()
+        m = memory.to(dtype).detach().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            pred, _, _ = dec(m, (h0.to(dtype), c0.to(dtype)), last, known, None, 0.0, None)
+        pred.float().square().mean().backward()
+        assert m.grad.dtype == dtype
+        results.append((m.grad.float(), {n: p.grad.clone() for n, p in dec.named_parameters()}))
+    (m32, p32), (m16, p16) = results
+    torch.testing.assert_close(m16, m32, rtol=0.05, atol=0.01)
+    for name, grad in p16.items():
+        assert grad.dtype == torch.float32, name
+        torch.testing.assert_close(grad, p32[name], rtol=0.05, atol=0.01, msg=name)
