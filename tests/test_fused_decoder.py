@@ -69,14 +69,15 @@ def test_fused_equals_the_step_loop_in_float64(tf, revin):
 def test_gradcheck_of_the_fused_node():
     """Numerical against analytical gradients of the node itself, in every mode."""
     g = torch.Generator().manual_seed(0)
-    b, l, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1
+    b, n, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1  # n encoder steps
 
     def r(*shape):
         return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
 
-    memory, keys2 = r(b, l, d), r(b, l, a)
+    memory, keys2 = r(b, n, d), r(b, n, a)
     h0, c0, last, known, truth = r(b, d), r(b, d), r(b, t), r(b, h, k), r(b, h, t)
-    params = (r(a, d), r(a), r(4 * d, t + k + d), r(4 * d, d), r(4 * d), r(4 * d), r(t, 2 * d), r(t))
+    lstm = (r(4 * d, t + k + d), r(4 * d, d), r(4 * d), r(4 * d))
+    params = (r(a, d), r(a), *lstm, r(t, 2 * d), r(t))
     use = torch.tensor([[[True], [False], [True]], [[False], [True], [False]]])
     for fed, use_truth in ((None, None), (truth, None), (truth, use)):
 

@@ -283,8 +283,10 @@ class Decoder(nn.Module):
             use_truth = (draw < teacher_forcing).to(last.device)  # [B, H, 1]
         if self._fused():  # Bahdanau: the step loop below as one autograd node
             fed = truth if teacher_forcing > 0.0 else None
-            pred, temporal = bahdanau_decode(memory, keys, state, last, future_known, fed,
-                                             use_truth, self.attention, self.lstm, self.head)  # fmt: skip
+            modules = (self.attention, self.lstm, self.head)
+            pred, temporal = bahdanau_decode(
+                memory, keys, state, last, future_known, fed, use_truth, *modules
+            )
             return pred, temporal, None
         layers = list(zip(state[0].unbind(0), state[1].unbind(0)))  # per layer ([B, D], [B, D])
         s_prev, y_prev = layers[-1][0], last  # [B, D], [B, T]
