@@ -48,9 +48,18 @@ def _run(net: LSTMNetwork, batch: dict, tf: float, fused: bool) -> tuple:
     return out, params, grads
 
 
+@pytest.fixture(params=["kept", "recomputed"])
+def activations(request, monkeypatch):
+    """Both ways backward gets the attention activations: kept from forward, or
+    recomputed (what happens above `KEEP_ACTIVATIONS_BYTES`)."""
+    if request.param == "recomputed":
+        monkeypatch.setattr(fused_decoder, "KEEP_ACTIVATIONS_BYTES", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("tf", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("revin", [True, False])
-def test_fused_equals_the_step_loop_in_float64(tf, revin):
+def test_fused_equals_the_step_loop_in_float64(tf, revin, activations):
     net = _net(revin=revin).train()
     assert net.decoder._fused()
     (a, pa, ia), (b, pb, ib) = (_run(net, _batch(), tf, fused) for fused in (True, False))
@@ -66,7 +75,7 @@ def test_fused_equals_the_step_loop_in_float64(tf, revin):
         torch.testing.assert_close(ia[name], ib[name], rtol=1e-9, atol=1e-11, msg=name)
 
 
-def test_gradcheck_of_the_fused_node():
+def test_gradcheck_of_the_fused_node(activations):
     """Numerical against analytical gradients of the node itself, in every mode."""
     g = torch.Generator().manual_seed(0)
     b, n, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1  # n encoder steps
@@ -84,7 +93,8 @@ def test_gradcheck_of_the_fused_node():
         def fn(*xs, fed=fed, use_truth=use_truth):
             m, k2, h_, c_, y0, kn, tr, *ps = xs
             tr = tr if fed is not None else None
-            return fused_decoder._BahdanauDecode.apply(m, k2, h_, c_, y0, kn, tr, use_truth, *ps)
+            inputs = (m, k2, h_, c_, y0, kn, tr, use_truth, *ps)
+            return fused_decoder._BahdanauDecode.apply(*inputs)
 
         assert torch.autograd.gradcheck(fn, (memory, keys2, h0, c0, last, known, truth, *params))
 

@@ -12,8 +12,9 @@ autograd node:
 - backward walks the steps in reverse for what is truly sequential (the state, cell and
   fed-back prediction gradients, each step's score gradient) and computes every weight
   gradient afterwards as one matrix product over all steps, instead of H small ones;
-- the attention's activations z_t [B, L, A] are computed again in backward rather than
-  kept, so memory grows with B L A, not H B L A.
+- the attention's activations z_t [B, L, A] of every step are kept for backward while
+  they fit in `KEEP_ACTIVATIONS_BYTES` (19 MB at the benchmark's size); beyond that
+  backward computes them again, so memory stops growing with the horizon.
 
 At the benchmark's size (B 32, L 96, H 24, D = A = 64, 2 threads) the decoder's forward
 and backward fell from ~60 to ~30 ms and training throughput rose 1.6x
@@ -30,6 +31,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+KEEP_ACTIVATIONS_BYTES = 64 * 2**20
+"""Largest [H, B, L, A] block of attention activations kept for backward; above it they
+are recomputed (one more sigmoid per step: 6-7 % slower training at the benchmark's
+size, measured by alternating the two batch by batch)."""
 
 
 class _BahdanauDecode(torch.autograd.Function):
@@ -58,15 +64,15 @@ class _BahdanauDecode(torch.autograd.Function):
         inputs = (memory, keys2, h0, c0, last, known, truth, use_truth)
         params = (W_s, v, W_ih, W_hh, b_ih, b_hh, W_o, b_o)
         pred, weights, tape = _forward(*inputs, *params, keep=True)
-        saved = (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights)
-        ctx.save_for_backward(*saved, *_tape(tape, W_ih, W_hh, b_ih, b_hh))
+        saved = (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights, tape[-1])
+        ctx.save_for_backward(*saved, *_tape(tape[:-1], W_ih, W_hh, b_ih, b_hh))
         ctx.mode = _mode(truth, use_truth)
         ctx.dims = (last.shape[1], known.shape[2])  # T, K
         return pred, weights
 
     @staticmethod
     def backward(ctx, g_pred: Tensor | None, g_weights: Tensor | None):  # noqa: ANN001, ANN205
-        (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights,
+        (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights, Z,
          XH, dgates, dcell, forget, HC) = ctx.saved_tensors  # fmt: skip
         T, K = ctx.dims
         mode = ctx.mode
@@ -77,10 +83,12 @@ class _BahdanauDecode(torch.autograd.Function):
         v2 = 2.0 * v  # the score is 2 v^T sigmoid(k2 + q2), q2 = h (2 W_s)^T
         VW = v2[:, None] * (2.0 * W_s)  # [A, D]: to h_{t-1} from sum_l g_e z (1 - z)
         H_prev = XH[:, :, E:]  # [H, B, D] the state (and query) each step started from
-        Q2 = (H_prev.reshape(H * B, D) @ (2.0 * W_s.t())).view(H, B, A).unbind(0)
         memory_t = memory.transpose(1, 2).contiguous()  # [B, Dk, L]: the fast bmm layout
-        z = torch.empty_like(keys2)  # z_t, recomputed step by step (see _forward)
+        if Z is None:  # recomputed step by step, from each step's query
+            Q2 = (H_prev.reshape(H * B, D) @ (2.0 * W_s.t())).view(H, B, A).unbind(0)
+            z = torch.empty_like(keys2)
         g_keys_acc = torch.zeros_like(keys2)  # sum_t g_e_t z_t (1 - z_t), [B, L, A]
+        u = torch.empty_like(keys2)  # z_t (1 - z_t)
         g_preds = g_pred.unbind(1) if g_pred is not None else None
         g_attn = g_weights.unbind(1) if g_weights is not None else None
         w_steps = weights.unbind(1)  # [B, L] each
@@ -107,9 +115,12 @@ class _BahdanauDecode(torch.autograd.Function):
             if g_attn is not None:
                 g_w = g_w + g_attn[t][:, None]
             g_e = torch.ops.aten._softmax_backward_data(g_w, w_steps[t][:, None], 2, g_w.dtype)
-            torch.add(keys2, Q2[t][:, None], out=z).sigmoid_()  # [B, L, A]
+            if Z is None:
+                torch.add(keys2, Q2[t][:, None], out=z).sigmoid_()  # [B, L, A]
+            else:
+                z = Z[t]
             G_v.append(torch.bmm(g_e, z))  # [B, 1, A], for v
-            u = z.addcmul_(z, z, value=-1.0)  # z (1 - z)
+            u = torch.addcmul(z, z, z, value=-1.0, out=u)  # z (1 - z)
             r = torch.bmm(g_e, u).squeeze(1)  # [B, A]
             g_keys_acc.addcmul_(u, g_e.transpose(1, 2))
             g_h = torch.addmm(g_xh[:, E:], r, VW)  # to h_{t-1}
@@ -189,25 +200,27 @@ def _forward(
     """The loop itself: (predictions [B, H, T], weights [B, H, L], tape). With `keep`,
     the tape holds each step's inputs and states, else it is None.
 
-    The attention's activations z_t [B, L, A] are not kept: backward computes them
-    again. Keeping all H of them (19 MB at the benchmark's size) was slower: that much
-    memory came back from the OS on every call, and its page faults cost more than the
-    recomputation (measured).
+    The tape ends with the [H, B, L, A] block of attention activations, or None when it
+    would exceed `KEEP_ACTIVATIONS_BYTES` (backward then recomputes them).
     """
     B, L, A = keys2.shape
     W_s2_t = 2.0 * W_s.t()  # [D, A]: the doubled query of `_additive_score`
     v2 = 2.0 * v
     W_o_t = W_o.t()
-    z = torch.empty_like(keys2)  # [B, L, A], one buffer for every step
-    z_rows = z.view(B * L, A)
+    H = known.shape[1]
+    Z = None  # every step's z_t, for backward
+    if keep and H * keys2.numel() * keys2.element_size() <= KEEP_ACTIVATIONS_BYTES:
+        Z = keys2.new_empty(H, B, L, A)
+    scratch = torch.empty_like(keys2)  # z_t when it is not kept
     knowns = known.unbind(1)
     truths = truth.unbind(1) if truth is not None else None
     uses = use_truth.unbind(1) if use_truth is not None else None
     h, c, y_prev = h0, c0, last
     preds, weights, X, states, cells, contexts = [], [], [], [h0], [c0], []
     for t in range(len(knowns)):
+        z = Z[t] if Z is not None else scratch
         torch.add(keys2, (h @ W_s2_t)[:, None], out=z).sigmoid_()  # [B, L, A]
-        w = torch.softmax(torch.mv(z_rows, v2).view(B, L), dim=1)  # [B, L]
+        w = torch.softmax(torch.mv(z.view(B * L, A), v2).view(B, L), dim=1)  # [B, L]
         context = torch.bmm(w[:, None], memory).squeeze(1)  # [B, Dk]
         x = torch.cat([y_prev, knowns[t], context], dim=1)  # [B, E]
         h, c = torch.lstm_cell(x, (h, c), W_ih, W_hh, b_ih, b_hh)
@@ -229,7 +242,7 @@ def _forward(
     attn = torch.stack(weights, dim=1)  # [B, H, L]
     if not keep:
         return pred, attn, None
-    return pred, attn, (X, states, cells, contexts)
+    return pred, attn, (X, states, cells, contexts, Z)
 
 
 def _tape(
