@@ -274,6 +274,8 @@ class Decoder(nn.Module):
                 context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
             centres = getattr(self.attention, "last_positions", None)  # [B, H] local
             return self._output(s, context), weights, centres
+        if keys is not None:  # read at every step: a contiguous copy is faster per step
+            keys = keys.contiguous()
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
             # Drawn on the generator's device (CPU in the training loop), then moved, so a
