@@ -154,3 +154,34 @@ def test_under_autocast_the_node_computes_in_float32():
     for name, grad in p16.items():
         assert grad.dtype == torch.float32, name
         torch.testing.assert_close(grad, p32[name], rtol=0.05, atol=0.01, msg=name)
+
+
+def test_double_backward_raises():
+    """The hand-written backward is not itself differentiable: asking for second
+    derivatives must fail, never return wrong ones."""
+    net = _net().train()
+    out = net(_batch(), teacher_forcing=0.0)
+    with pytest.raises(RuntimeError, match="first derivatives only.*use_fast_path = False"):
+        torch.autograd.grad(out.prediction.square().sum(), net.parameters(), create_graph=True)
+    net.decoder.use_fast_path = False  # the step loop has them
+    out = net(_batch(), teacher_forcing=0.0)
+    grads = torch.autograd.grad(out.prediction.square().sum(), net.parameters(), create_graph=True)
+    assert sum(g.square().sum() for g in grads).requires_grad
+
+
+def test_non_contiguous_keys():
+    """Direct callers may pass a transposed view as keys: the same result."""
+    dec = _net().decoder.eval()
+    g = torch.Generator().manual_seed(0)
+    memory = torch.randn(B, L, 6, generator=g, dtype=torch.float64)
+    keys2 = dec.attention.prepare_keys(memory)
+    odd = keys2.transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    assert not odd.is_contiguous()
+    state = (torch.zeros(1, B, 6, dtype=torch.float64),) * 2
+    last = torch.zeros(B, 2, dtype=torch.float64)
+    known = torch.zeros(B, H, 2, dtype=torch.float64)
+    args = (state, last, known, None, None, dec.attention, dec.lstm, dec.head)
+    with torch.no_grad():
+        a = fused_decoder.bahdanau_decode(memory, keys2, *args)
+        b = fused_decoder.bahdanau_decode(memory, odd, *args)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

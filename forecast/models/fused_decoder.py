@@ -21,7 +21,10 @@ and backward fell from ~60 to ~30 ms and training throughput rose 1.6x
 (`bench/bench_lstm.py`, variants `bahdanau` and `bahdanau_loop`).
 
 `tests/test_fused_decoder.py` checks outputs and every gradient against the autograd
-loop in float64, for each teacher-forcing mode.
+loop in float64, for each teacher-forcing mode. Under AMP the node computes in float32
+(its predictions and weights come out in float32, where the loop's would be in the
+autocast dtype); the training loop calls backward outside autocast, as it should. The
+node has first derivatives only: a backward with `create_graph=True` raises.
 
 Notation: B windows, L encoder steps, H horizon, T targets, K known covariates, D hidden
 units, Dk key size, A attention size; E = T + K + Dk is the LSTM cell's input width.
@@ -72,6 +75,11 @@ class _BahdanauDecode(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_pred: Tensor | None, g_weights: Tensor | None):  # noqa: ANN001, ANN205
+        if torch.is_grad_enabled():  # create_graph=True: forward's tape has no graph
+            raise RuntimeError(
+                "the fused Bahdanau decoder has first derivatives only; for higher ones "
+                "run the step loop: set decoder.use_fast_path = False"
+            )
         (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights, Z,
          XH, dgates, dcell, forget, HC) = ctx.saved_tensors  # fmt: skip
         T, K = ctx.dims
@@ -86,9 +94,10 @@ class _BahdanauDecode(torch.autograd.Function):
         memory_t = memory.transpose(1, 2).contiguous()  # [B, Dk, L]: the fast bmm layout
         if Z is None:  # recomputed step by step, from each step's query
             Q2 = (H_prev.reshape(H * B, D) @ (2.0 * W_s.t())).view(H, B, A).unbind(0)
-            z = torch.empty_like(keys2)
+            z = keys2.new_empty(keys2.shape)
         g_keys_acc = torch.zeros_like(keys2)  # sum_t g_e_t z_t (1 - z_t), [B, L, A]
-        u = torch.empty_like(keys2)  # z_t (1 - z_t)
+        u = keys2.new_empty(keys2.shape)  # z_t (1 - z_t), contiguous
+        # autograd passes zeros for an output the loss did not read, so None is rare
         g_preds = g_pred.unbind(1) if g_pred is not None else None
         g_attn = g_weights.unbind(1) if g_weights is not None else None
         w_steps = weights.unbind(1)  # [B, L] each
@@ -114,7 +123,8 @@ class _BahdanauDecode(torch.autograd.Function):
             g_w = torch.bmm(g_context[:, None], memory_t)  # [B, 1, L]
             if g_attn is not None:
                 g_w = g_w + g_attn[t][:, None]
-            g_e = torch.ops.aten._softmax_backward_data(g_w, w_steps[t][:, None], 2, g_w.dtype)
+            w = w_steps[t][:, None]  # [B, 1, L]
+            g_e = w * (g_w - (g_w * w).sum(dim=2, keepdim=True))  # softmax's backward
             if Z is None:
                 torch.add(keys2, Q2[t][:, None], out=z).sigmoid_()  # [B, L, A]
             else:
@@ -211,7 +221,7 @@ def _forward(
     Z = None  # every step's z_t, for backward
     if keep and H * keys2.numel() * keys2.element_size() <= KEEP_ACTIVATIONS_BYTES:
         Z = keys2.new_empty(H, B, L, A)
-    scratch = torch.empty_like(keys2)  # z_t when it is not kept
+    scratch = keys2.new_empty(keys2.shape) if Z is None else None  # z_t, not kept
     knowns = known.unbind(1)
     truths = truth.unbind(1) if truth is not None else None
     uses = use_truth.unbind(1) if use_truth is not None else None

@@ -213,8 +213,8 @@ class Decoder(nn.Module):
         self.use_fast_path = True  # tests and benchmarks switch it off to compare
 
     def _fused(self) -> bool:
-        """Whether `bahdanau_decode` computes this forward: one layer of Bahdanau
-        attention, no dropout active (it is the same arithmetic as the step loop)."""
+        """Whether `bahdanau_decode` computes this forward: one LSTM layer with
+        Bahdanau attention and no dropout active (the same arithmetic as the step loop)."""
         return (
             self.use_fast_path
             and type(self.attention) is BahdanauAttention
