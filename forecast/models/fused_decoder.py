@@ -45,28 +45,11 @@ class _BahdanauDecode(torch.autograd.Function):
     """One autograd node for the whole decoder loop; see the module docstring."""
 
     @staticmethod
-    def forward(  # noqa: PLR0913 - the loop's every input, as autograd wants them
-        ctx: torch.autograd.function.FunctionCtx,
-        memory: Tensor,
-        keys2: Tensor,
-        h0: Tensor,
-        c0: Tensor,
-        last: Tensor,
-        known: Tensor,
-        truth: Tensor | None,
-        use_truth: Tensor | None,
-        W_s: Tensor,
-        v: Tensor,
-        W_ih: Tensor,
-        W_hh: Tensor,
-        b_ih: Tensor,
-        b_hh: Tensor,
-        W_o: Tensor,
-        b_o: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        inputs = (memory, keys2, h0, c0, last, known, truth, use_truth)
-        params = (W_s, v, W_ih, W_hh, b_ih, b_hh, W_o, b_o)
-        pred, weights, tape = _forward(*inputs, *params, keep=True)
+    def forward(ctx: torch.autograd.function.FunctionCtx, *inputs: Tensor | None) -> tuple:
+        """`inputs`: `_forward`'s arguments before `keep`, in its order."""
+        pred, weights, tape = _forward(*inputs, keep=True)
+        (memory, keys2, _, _, last, known, truth, use_truth,
+         W_s, v, W_ih, W_hh, b_ih, b_hh, W_o, _) = inputs  # fmt: skip
         saved = (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights, tape[-1])
         ctx.save_for_backward(*saved, *_tape(tape[:-1], W_ih, W_hh, b_ih, b_hh))
         ctx.mode = _mode(truth, use_truth)
