@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from throughput import BATCH, H, L, parser, reference_dataset, time_model
+from throughput import BATCH, H, L, parser, reference_dataset, run_rounds, time_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast.data.windows import WindowDataset  # noqa: E402
@@ -105,12 +105,8 @@ def main() -> None:
     ds = reference_dataset(args.windows)
     _time_variant(reference_dataset(BATCH * 4), "luong_general", False, 1.0, True)  # warm-up
     chosen = [v for v in VARIANTS if not args.only or v[0] in args.only]
-    # Rounds over the variants, not repeats of one variant in a row: a slow spell of the
-    # machine then costs every variant a run instead of all of one variant's runs.
-    runs: dict[str, list] = {v[0]: [] for v in chosen}
-    for _ in range(args.repeats):
-        for name, attention, feature, tf, fast in chosen:
-            runs[name].append(_time_variant(ds, attention, feature, tf, fast))
+    settings = {v[0]: v[1:] for v in chosen}
+    runs = run_rounds(list(settings), lambda n: _time_variant(ds, *settings[n]), args.repeats)
     rows = []
     for name, attention, feature, tf, fast in chosen:
         train = [r[0] for r in runs[name]]

@@ -8,8 +8,9 @@ input 96, horizon 24, d_model 64, 4 heads, 2 encoder + 1 decoder layers, batch 3
 same setup as `bench/bench_lstm.py`. Each variant is trained by the real loop
 (`TorchForecaster.fit`, one epoch over `--windows` windows, no validation) and timed from
 its history; prediction is timed over the same windows in batches of 256 (free-running,
-as at test time). The best of `--repeats` runs is kept, since other processes on a
-shared machine only ever make a run slower.
+as at test time). The variants run in `--repeats` interleaved rounds and each keeps its
+best run (the median is beside it), since other processes on a shared machine only ever
+make a run slower.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from throughput import BATCH, H, L, parser, reference_dataset, time_model
+from throughput import BATCH, H, L, parser, reference_dataset, run_rounds, time_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast.data.windows import WindowDataset  # noqa: E402
@@ -65,11 +66,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ds = reference_dataset(args.windows)
     _time_variant(reference_dataset(BATCH * 4), "autoregressive", 1.0)  # warm-up
+    chosen = [v for v in VARIANTS if not args.only or v[0] in args.only]
+    settings = {v[0]: v[1:] for v in chosen}
+    timings = run_rounds(list(settings), lambda n: _time_variant(ds, *settings[n]), args.repeats)
     rows = []
-    for name, decoding, tf, attention_dropout in VARIANTS:
-        if args.only and name not in args.only:
-            continue
-        runs = [_time_variant(ds, decoding, tf, attention_dropout) for _ in range(args.repeats)]
+    for name, decoding, tf, attention_dropout in chosen:
+        runs = timings[name]
         train = [r[0] for r in runs]
         rows.append(
             {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,23 @@ def time_model(model: TorchForecaster, ds: WindowDataset) -> tuple[float, float,
     for batch in ds.iter_batches(256):
         model.predict_batch(batch)
     return len(ds) / train_s, len(ds) / (time.perf_counter() - start), len(ds) / cpu
+
+
+def run_rounds(names: list[str], time_one: Callable[[str], tuple], repeats: int) -> dict:
+    """Each variant's `repeats` timings, {name: [time_one(name), ...]}, taken in rounds
+    (every variant once per round) rather than one variant's runs in a row: a slow spell
+    of a shared machine then costs each variant one run, not all of one variant's.
+
+    Args:
+        names: the variants, in the order to run them in each round.
+        time_one: times one run of a variant.
+        repeats: rounds.
+    """
+    runs: dict[str, list[tuple]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(time_one(name))
+    return runs
 
 
 def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
