@@ -1,5 +1,5 @@
 """Training throughput of the attention LSTMs on CPU, the teacher-forcing fast path and
-the fused Bahdanau loop.
+the fused decoder loops.
 
     python bench/bench_lstm.py [--threads 2] [--windows 1600] [--repeats 3]
                                [--out bench/results/lstm_throughput.json]
@@ -44,6 +44,7 @@ TARGETS = {"luong_tf_fast": 2000.0, "luong_dot_tf_fast": 2000.0, "bahdanau": 800
 SPEEDUPS = [  # (label, variant, the variant it is compared with)
     ("fast path speed-up (Luong general, teacher forcing 1.0)", "luong_tf_fast", "luong_tf_loop"),
     ("fused loop speed-up (Bahdanau, teacher forcing 0.5)", "bahdanau", "bahdanau_loop"),
+    ("fused loop speed-up (Luong general, teacher forcing 0.5)", "luong_tf0.5", "luong_tf0.5_loop"),
 ]
 # (variant, attention, feature attention, teacher forcing, fast path)
 VARIANTS = [
@@ -52,6 +53,7 @@ VARIANTS = [
     ("luong_tf_loop", "luong_general", False, 1.0, False),
     ("luong_free", "luong_general", False, 0.0, True),
     ("luong_tf0.5", "luong_general", False, 0.5, True),
+    ("luong_tf0.5_loop", "luong_general", False, 0.5, False),
     ("bahdanau", "bahdanau", False, 0.5, True),
     ("bahdanau_loop", "bahdanau", False, 0.5, False),
     ("none_tf_fast", "none", False, 1.0, True),
@@ -92,10 +94,11 @@ def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, f
 
 def _decoder_path(attention: str, tf: float, fast: bool) -> str:
     """How the decoder runs: one LSTM call over the horizon (Luong or none with full
-    teacher forcing), the fused Bahdanau loop, or the autograd step loop."""
+    teacher forcing), a fused loop (`forecast.models.fused`), or the autograd step loop."""
     if fast and tf >= 1.0 and attention != "bahdanau":
         return "one call"
-    return "fused loop" if fast and attention == "bahdanau" else "step loop"
+    fused = attention in ("bahdanau", "luong_dot", "luong_general")
+    return "fused loop" if fast and fused else "step loop"
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The fused Bahdanau decoder: the same numbers and gradients as the autograd step loop."""
+"""The fused decoder loops: the same numbers and gradients as the autograd step loop."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import pytest
 import torch
 
 from forecast.data.windows import WindowLayout
-from forecast.models import fused_decoder
+from forecast.models.fused import bahdanau as fused_bahdanau
+from forecast.models.fused import luong as fused_luong
 from forecast.models.lstm import LSTMConfig, LSTMNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 L, H, B = 12, 5, 4
 LAYOUT = WindowLayout(L, H, ("y1", "y2"), ("p",), ("k1", "k2"))
+FUSED = ["bahdanau", "luong_dot", "luong_general"]
 
 
 def _batch(seed: int = 0) -> dict:
@@ -27,9 +29,9 @@ def _batch(seed: int = 0) -> dict:
     return {k: torch.randn(s, generator=g, dtype=torch.float64) for k, s in shapes.items()}
 
 
-def _net(**kw) -> LSTMNetwork:
+def _net(attention: str = "bahdanau", **kw) -> LSTMNetwork:
     torch.manual_seed(0)
-    cfg = LSTMConfig(hidden_size=6, attention="bahdanau", attention_dim=5, **kw)
+    cfg = LSTMConfig(hidden_size=6, attention=attention, attention_dim=5, **kw)
     return LSTMNetwork(LAYOUT, cfg).double()
 
 
@@ -50,24 +52,36 @@ def _run(net: LSTMNetwork, batch: dict, tf: float, fused: bool) -> tuple:
 
 @pytest.fixture(params=["kept", "recomputed"])
 def activations(request, monkeypatch):
-    """Both ways backward gets the attention activations: kept from forward, or
-    recomputed (what happens above `KEEP_ACTIVATIONS_BYTES`)."""
+    """Both ways the Bahdanau backward gets the attention activations: kept from
+    forward, or recomputed (what happens above `KEEP_ACTIVATIONS_BYTES`)."""
     if request.param == "recomputed":
-        monkeypatch.setattr(fused_decoder, "KEEP_ACTIVATIONS_BYTES", 0)
+        monkeypatch.setattr(fused_bahdanau, "KEEP_ACTIVATIONS_BYTES", 0)
     return request.param
 
 
+CASES = [  # (attention, config, whether the Bahdanau backward recomputes activations)
+    ("bahdanau", {}, False),
+    ("bahdanau", {}, True),
+    ("bahdanau", {"revin": False}, False),
+    ("luong_dot", {}, False),
+    ("luong_general", {"revin": False}, False),
+    ("luong_general", {"attention_scale": False}, False),
+]
+
+
 @pytest.mark.parametrize("tf", [0.0, 0.3, 1.0])
-@pytest.mark.parametrize("revin", [True, False])
-def test_fused_equals_the_step_loop_in_float64(tf, revin, activations):
-    net = _net(revin=revin).train()
+@pytest.mark.parametrize("attention,kw,recompute", CASES)
+def test_fused_equals_the_step_loop_in_float64(monkeypatch, attention, kw, recompute, tf):
+    if recompute:  # what happens above KEEP_ACTIVATIONS_BYTES
+        monkeypatch.setattr(fused_bahdanau, "KEEP_ACTIVATIONS_BYTES", 0)
+    net = _net(attention, **kw).train()
     assert net.decoder._fused()
     (a, pa, ia), (b, pb, ib) = (_run(net, _batch(), tf, fused) for fused in (True, False))
     torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=1e-12)
     torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=1e-12)
     assert pa.keys() == pb.keys() and ia.keys() == ib.keys()
     assert {"past_target", "future_known"} <= ia.keys()
-    if tf > 0 and revin:  # RevIN scales the fed-back truth, so it carries a gradient
+    if tf > 0 and kw.get("revin", True):  # RevIN scales the fed-back truth: it has grad
         assert "future_target" in ia
     for name in pa:
         torch.testing.assert_close(pa[name], pb[name], rtol=1e-9, atol=1e-11, msg=name)
@@ -75,32 +89,48 @@ def test_fused_equals_the_step_loop_in_float64(tf, revin, activations):
         torch.testing.assert_close(ia[name], ib[name], rtol=1e-9, atol=1e-11, msg=name)
 
 
-def test_gradcheck_of_the_fused_node(activations):
-    """Numerical against analytical gradients of the node itself, in every mode."""
-    g = torch.Generator().manual_seed(0)
-    b, n, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1  # n encoder steps
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-
-    memory, keys2 = r(b, n, d), r(b, n, a)
-    h0, c0, last, known, truth = r(b, d), r(b, d), r(b, t), r(b, h, k), r(b, h, t)
-    lstm = (r(4 * d, t + k + d), r(4 * d, d), r(4 * d), r(4 * d))
-    params = (r(a, d), r(a), *lstm, r(t, 2 * d), r(t))
+def _gradcheck(node, inputs: tuple, extra: tuple = ()) -> None:
+    """gradcheck of `node` in the three feeding modes; `inputs` holds the truth at 6."""
+    truth = inputs[6]
     use = torch.tensor([[[True], [False], [True]], [[False], [True], [False]]])
     for fed, use_truth in ((None, None), (truth, None), (truth, use)):
 
         def fn(*xs, fed=fed, use_truth=use_truth):
-            m, k2, h_, c_, y0, kn, tr, *ps = xs
-            tr = tr if fed is not None else None
-            inputs = (m, k2, h_, c_, y0, kn, tr, use_truth, *ps)
-            return fused_decoder._BahdanauDecode.apply(*inputs)
+            xs = list(xs)
+            xs[6] = xs[6] if fed is not None else None
+            return node.apply(*xs[:7], use_truth, *xs[7:], *extra)
 
-        assert torch.autograd.gradcheck(fn, (memory, keys2, h0, c0, last, known, truth, *params))
+        assert torch.autograd.gradcheck(fn, inputs)
 
 
-def test_no_grad_forward_equals_the_recorded_one():
-    net = _net().eval()
+def _randn(g: torch.Generator):
+    def r(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+
+    return r
+
+
+def test_gradcheck_of_the_bahdanau_node(activations):
+    """Numerical against analytical gradients of the node itself, in every mode."""
+    r = _randn(torch.Generator().manual_seed(0))
+    b, n, h, d, a, t, k = 2, 3, 3, 2, 2, 1, 1  # n encoder steps
+    state = (r(b, n, d), r(b, n, a), r(b, d), r(b, d), r(b, t), r(b, h, k), r(b, h, t))
+    lstm = (r(4 * d, t + k + d), r(4 * d, d), r(4 * d), r(4 * d))
+    _gradcheck(fused_bahdanau._BahdanauDecode, (*state, r(a, d), r(a), *lstm, r(t, 2 * d), r(t)))
+
+
+def test_gradcheck_of_the_luong_node():
+    r = _randn(torch.Generator().manual_seed(1))
+    b, n, h, d, dk, t, k = 2, 3, 3, 2, 3, 1, 1
+    state = (r(b, n, dk), r(b, n, d), r(b, d), r(b, d), r(b, t), r(b, h, k), r(b, h, t))
+    lstm = (r(4 * d, t + k), r(4 * d, d), r(4 * d), r(4 * d))
+    params = (*lstm, r(d, dk + d), r(d), r(t, d), r(t))
+    _gradcheck(fused_luong._LuongDecode, (*state, *params), extra=(0.7,))
+
+
+@pytest.mark.parametrize("attention", FUSED)
+def test_no_grad_forward_equals_the_recorded_one(attention):
+    net = _net(attention).eval()
     batch = _batch(2)
     with torch.no_grad():
         a = net(batch)
@@ -110,32 +140,44 @@ def test_no_grad_forward_equals_the_recorded_one():
 
 
 @pytest.mark.parametrize(
-    "kw,train,expected",
+    "attention,kw,train,tf,expected",
     [
-        ({}, True, True),
-        ({"dropout": 0.2}, False, True),  # dropout is off in eval mode
-        ({"dropout": 0.2}, True, False),  # the loop draws the dropout masks
-        ({"num_layers": 2}, True, False),
-        ({"feature_attention": True}, True, True),  # DA-RNN's decoder is Bahdanau too
+        ("bahdanau", {}, True, 0.5, "bahdanau"),
+        ("bahdanau", {"dropout": 0.2}, False, 0.5, "bahdanau"),  # dropout off in eval
+        ("bahdanau", {"dropout": 0.2}, True, 0.5, None),  # the loop draws dropout masks
+        ("bahdanau", {"num_layers": 2}, True, 0.5, None),
+        ("bahdanau", {"feature_attention": True}, True, 0.5, "bahdanau"),  # DA-RNN
+        ("bahdanau", {}, True, 1.0, "bahdanau"),
+        ("luong_dot", {}, True, 0.5, "luong"),
+        ("luong_general", {}, False, 0.0, "luong"),
+        ("luong_dot", {}, True, 1.0, None),  # the one-call fast path instead
+        ("luong_concat", {}, True, 0.5, None),
+        ("local_p", {}, True, 0.5, None),
+        ("none", {}, True, 0.5, None),
     ],
 )
-def test_when_the_fused_path_runs(monkeypatch, kw, train, expected):
+def test_when_the_fused_path_runs(monkeypatch, attention, kw, train, tf, expected):
     calls = []
-    real = fused_decoder.bahdanau_decode
+
+    def spy(name: str, real):
+        return lambda *args: calls.append(name) or real(*args)
+
     monkeypatch.setattr(
-        "forecast.models.lstm.bahdanau_decode", lambda *a: calls.append(1) or real(*a)
+        "forecast.models.lstm.bahdanau_decode", spy("bahdanau", fused_bahdanau.bahdanau_decode)
     )
-    net = _net(**kw).train(train)
-    net(_batch(), teacher_forcing=0.5, generator=torch.Generator().manual_seed(0))
-    assert bool(calls) == expected
+    monkeypatch.setattr("forecast.models.lstm.luong_decode", spy("luong", fused_luong.luong_decode))
+    net = _net(attention, **kw).train(train)
+    net(_batch(), teacher_forcing=tf, generator=torch.Generator().manual_seed(0))
+    assert calls == ([expected] if expected else [])
 
 
-def test_under_autocast_the_node_computes_in_float32():
+@pytest.mark.parametrize("attention", FUSED)
+def test_under_autocast_the_node_computes_in_float32(attention):
     """Under AMP the encoder's outputs arrive in bfloat16; the fused node takes float32
     copies, so its backward sees one dtype and the gradients come back in each input's
     own dtype, close to a float32 run."""
     torch.manual_seed(0)
-    dec = LSTMNetwork(LAYOUT, LSTMConfig(hidden_size=6, attention="bahdanau")).decoder
+    dec = LSTMNetwork(LAYOUT, LSTMConfig(hidden_size=6, attention=attention)).decoder
     g = torch.Generator().manual_seed(0)
     memory = torch.randn(B, L, 6, generator=g)
     h0, c0 = torch.randn(1, B, 6, generator=g), torch.randn(1, B, 6, generator=g)
@@ -156,10 +198,11 @@ def test_under_autocast_the_node_computes_in_float32():
         torch.testing.assert_close(grad, p32[name], rtol=0.05, atol=0.01, msg=name)
 
 
-def test_double_backward_raises():
+@pytest.mark.parametrize("attention", FUSED)
+def test_double_backward_raises(attention):
     """The hand-written backward is not itself differentiable: asking for second
     derivatives must fail, never return wrong ones."""
-    net = _net().train()
+    net = _net(attention).train()
     out = net(_batch(), teacher_forcing=0.0)
     with pytest.raises(RuntimeError, match="first derivatives only.*use_fast_path = False"):
         torch.autograd.grad(out.prediction.square().sum(), net.parameters(), create_graph=True)
@@ -182,6 +225,6 @@ def test_non_contiguous_keys():
     known = torch.zeros(B, H, 2, dtype=torch.float64)
     args = (state, last, known, None, None, dec.attention, dec.lstm, dec.head)
     with torch.no_grad():
-        a = fused_decoder.bahdanau_decode(memory, keys2, *args)
-        b = fused_decoder.bahdanau_decode(memory, odd, *args)
+        a = fused_bahdanau.bahdanau_decode(memory, keys2, *args)
+        b = fused_bahdanau.bahdanau_decode(memory, odd, *args)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

@@ -12,10 +12,11 @@ previous value fed to the decoder is the true one with probability `teacher_forc
 otherwise the model's own prediction; 0 (evaluation) is free-running. With full teacher
 forcing and an attention that does not feed the context into the step (Luong, or none),
 the decoder LSTM runs over the whole horizon in one call and attention is one batched
-matmul: the same outputs as the loop, many fewer Python steps. A one-layer Bahdanau
-decoder (without dropout while training) runs its step loop as one autograd node with a
-hand-written backward (`forecast.models.fused_decoder`): the same numbers, about 1.6x
-faster training on CPU (bench/bench_lstm.py).
+matmul: the same outputs as the loop, many fewer Python steps. Otherwise a one-layer
+decoder with Bahdanau or Luong dot/general attention (without dropout while training)
+runs its step loop as one autograd node with a hand-written backward
+(`forecast.models.fused`): the same numbers, with training steps 1.4-1.7x faster on CPU
+(bench/bench_lstm.py).
 
 With a local attention ('local_m', 'local_p') the output's `extras['attention_centres']`
 [B, H] holds each step's window centre p_t, in encoder positions (0 = oldest input).
@@ -43,10 +44,12 @@ from forecast.models.attention import (
     ATTENTIONS,
     BahdanauAttention,
     InputAttention,
+    LuongDotAttention,
+    LuongGeneralAttention,
     create_attention,
 )
 from forecast.models.base import ForecastOutput
-from forecast.models.fused_decoder import bahdanau_decode
+from forecast.models.fused import bahdanau_decode, luong_decode
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
 from forecast.training import TorchForecaster, TrainConfig
@@ -212,15 +215,18 @@ class Decoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.use_fast_path = True  # tests and benchmarks switch it off to compare
 
-    def _fused(self) -> bool:
-        """Whether `bahdanau_decode` computes this forward: one LSTM layer with
-        Bahdanau attention and no dropout active (the same arithmetic as the step loop)."""
-        return (
-            self.use_fast_path
-            and type(self.attention) is BahdanauAttention
-            and self.lstm.num_layers == 1
-            and not (self.training and self.dropout.p > 0)
-        )
+    def _fused(self) -> str | None:
+        """Which fused node computes the step loop ('bahdanau', 'luong' or None): one
+        LSTM layer, Bahdanau or Luong dot/general attention, no dropout active (the same
+        arithmetic as the loop; see `forecast.models.fused`)."""
+        if not self.use_fast_path or self.lstm.num_layers != 1:
+            return None
+        if self.training and self.dropout.p > 0:
+            return None
+        kind = type(self.attention)
+        if kind is BahdanauAttention:
+            return "bahdanau"
+        return "luong" if kind in (LuongDotAttention, LuongGeneralAttention) else None
 
     def _cell(self, x: Tensor, state: list[tuple[Tensor, Tensor]]) -> Tensor:
         """One step through every layer, in place on `state`, with `self.lstm`'s weights
@@ -274,8 +280,6 @@ class Decoder(nn.Module):
                 context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
             centres = getattr(self.attention, "last_positions", None)  # [B, H] local
             return self._output(s, context), weights, centres
-        if keys is not None:  # read at every step: a contiguous copy is faster per step
-            keys = keys.contiguous()
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
             # Drawn on the generator's device (CPU in the training loop), then moved, so a
@@ -283,13 +287,20 @@ class Decoder(nn.Module):
             where = generator.device if generator is not None else torch.device("cpu")
             draw = torch.rand(last.shape[0], H, 1, generator=generator, device=where)
             use_truth = (draw < teacher_forcing).to(last.device)  # [B, H, 1]
-        if self._fused():  # Bahdanau: the step loop below as one autograd node
+        fused = self._fused()
+        if fused is not None:  # the step loop below as one autograd node
             fed = truth if teacher_forcing > 0.0 else None
-            modules = (self.attention, self.lstm, self.head)
-            pred, temporal = bahdanau_decode(
-                memory, keys, state, last, future_known, fed, use_truth, *modules
-            )
+            inputs = (state, last, future_known, fed, use_truth)
+            if fused == "bahdanau":
+                modules = (self.attention, self.lstm, self.head)
+                pred, temporal = bahdanau_decode(memory, keys, *inputs, *modules)
+            else:  # prepare_keys gave [B, D, L]; the node scores against [B, L, D]
+                modules = (self.lstm, self.combine, self.head)
+                scale = self.attention.scale
+                pred, temporal = luong_decode(memory, keys.mT, *inputs, scale, *modules)
             return pred, temporal, None
+        if keys is not None:  # read at every step: a contiguous copy is faster per step
+            keys = keys.contiguous()
         layers = list(zip(state[0].unbind(0), state[1].unbind(0)))  # per layer ([B, D], [B, D])
         s_prev, y_prev = layers[-1][0], last  # [B, D], [B, T]
         preds, weights, centres = [], [], []
