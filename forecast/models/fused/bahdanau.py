@@ -29,12 +29,12 @@ class _BahdanauDecode(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, *inputs: Tensor | None) -> tuple:
         """`inputs`: `_forward`'s arguments before `keep`, in its order."""
-        pred, weights, tape = _forward(*inputs, keep=True)
+        record, Z = _forward(*inputs, keep=True)
         (memory, keys2, _, _, last, known, truth, use_truth,
          W_s, v, W_ih, W_hh, b_ih, b_hh, W_o, _) = inputs  # fmt: skip
-        X, states, cells, contexts, Z = tape
-        lstm = steps.lstm_tape(X, states, cells, W_ih, W_hh, b_ih, b_hh)
-        HC = torch.cat([torch.stack(states[1:]), torch.stack(contexts)], dim=2)  # [s_t; c_t]
+        pred, weights = record.outputs()
+        lstm = steps.lstm_tape(record, W_ih, W_hh, b_ih, b_hh)
+        HC = record.extra(0)  # [H, B, D + Dk]: [s_t; c_t], the head's input
         saved = (memory, keys2, use_truth, W_s, v, W_ih, W_hh, W_o, weights, Z, HC)
         ctx.save_for_backward(*saved, *lstm)
         ctx.mode = steps.feeding_mode(truth, use_truth)
@@ -61,30 +61,23 @@ class _BahdanauDecode(torch.autograd.Function):
             z = keys2.new_empty(keys2.shape)
         g_keys_acc = torch.zeros_like(keys2)  # sum_t g_e_t z_t (1 - z_t), [B, L, A]
         u = keys2.new_empty(keys2.shape)  # z_t (1 - z_t), contiguous
-        # autograd passes zeros for an output the loss did not read, so None is rare
-        g_preds = g_pred.unbind(1) if g_pred is not None else None
-        g_attn = g_weights.unbind(1) if g_weights is not None else None
-        w_steps = weights.unbind(1)  # [B, L] each
-        uses = use_truth.unbind(1) if use_truth is not None else None
+        g_preds, g_attn, w_steps, uses = steps.by_step(g_pred, g_weights, weights, use_truth)
         dgates, dcell, forget = dgates.unbind(0), dcell.unbind(0), forget.unbind(0)
         g_h = memory.new_zeros(B, D)
         g_c = memory.new_zeros(B, D)
         g_fed = None  # gradient reaching prediction t from step t + 1
+        no_grad = memory.new_zeros(B, T)
         G_out, G_gates, G_xh, G_ctx, G_r, G_v = [], [], [], [], [], []
         for t in reversed(range(H)):
-            g_y = g_preds[t] if g_preds is not None else memory.new_zeros(B, T)
-            if g_fed is not None:
-                g_y = g_y + g_fed
+            g_y = steps.output_grad(g_preds, g_fed, t, no_grad)
             G_out.append(g_y)
             g_hc = g_y @ W_o  # [B, D + Dk]: the head reads [s_t; c_t]
             g_h = g_h + g_hc[:, :D]
             G, g_xh, g_c = steps.cell_backward(g_h, g_c, dgates[t], dcell[t], forget[t], W_cat)
             g_context = g_hc[:, D:] + g_xh[:, T + K : E]  # [B, Dk]
             # attention: softmax, then the additive score
-            g_w = torch.bmm(g_context[:, None], memory_t)  # [B, 1, L]
-            if g_attn is not None:
-                g_w = g_w + g_attn[t][:, None]
-            g_e = steps.softmax_backward(g_w, w_steps[t][:, None])  # [B, 1, L]
+            g_attn_t = g_attn[t] if g_attn is not None else None
+            g_e = steps.score_grad(g_context, memory_t, w_steps[t], g_attn_t)  # [B, 1, L]
             if Z is None:
                 torch.add(keys2, Q2[t][:, None], out=z).sigmoid_()  # [B, L, A]
             else:
@@ -134,11 +127,10 @@ def _forward(
     W_o: Tensor,
     b_o: Tensor,
     keep: bool,
-) -> tuple:
-    """The loop itself: (predictions [B, H, T], weights [B, H, L], tape). With `keep`,
-    the tape holds each step's cell input, states and context, and the [H, B, L, A]
-    block of attention activations (None above `KEEP_ACTIVATIONS_BYTES`: backward then
-    recomputes them); else it is None."""
+) -> tuple[steps.LoopRecord, Tensor | None]:
+    """The loop itself: its record (each step's [s_t; c_t] as the extra) and, when
+    keeping, the [H, B, L, A] block of attention activations (None when not keeping
+    or above `KEEP_ACTIVATIONS_BYTES`: backward then recomputes them)."""
     B, L, A = keys2.shape
     W_s2_t = 2.0 * W_s.t()  # [D, A]: the doubled query of `_additive_score`
     v2 = 2.0 * v
@@ -148,30 +140,21 @@ def _forward(
     if keep and H * keys2.numel() * keys2.element_size() <= KEEP_ACTIVATIONS_BYTES:
         Z = keys2.new_empty(H, B, L, A)
     scratch = keys2.new_empty(keys2.shape) if Z is None else None  # z_t, not kept
-    knowns = known.unbind(1)
-    truths = truth.unbind(1) if truth is not None else None
-    uses = use_truth.unbind(1) if use_truth is not None else None
+    knowns, truths, uses = steps.by_step(known, truth, use_truth)
     h, c, y_prev = h0, c0, last
-    preds, weights, X, states, cells, contexts = [], [], [], [h0], [c0], []
+    record = steps.LoopRecord(h0, c0, keep)
     for t in range(H):
         z = Z[t] if Z is not None else scratch
         torch.add(keys2, (h @ W_s2_t)[:, None], out=z).sigmoid_()  # [B, L, A]
-        w = torch.softmax(torch.mv(z.view(B * L, A), v2).view(B, L), dim=1)  # [B, L]
-        context = torch.bmm(w[:, None], memory).squeeze(1)  # [B, Dk]
+        w = torch.softmax(torch.mv(z.view(B * L, A), v2).view(B, 1, L), dim=2)  # [B, 1, L]
+        context = torch.bmm(w, memory).squeeze(1)  # [B, Dk]
         x = torch.cat([y_prev, knowns[t], context], dim=1)  # [B, E]
         h, c = torch.lstm_cell(x, (h, c), W_ih, W_hh, b_ih, b_hh)
-        y = torch.addmm(b_o, torch.cat([h, context], dim=1), W_o_t)  # [B, T]
-        preds.append(y)
-        weights.append(w)
-        if keep:
-            X.append(x)
-            states.append(h)
-            cells.append(c)
-            contexts.append(context)
+        hc = torch.cat([h, context], dim=1)  # [B, D + Dk]
+        y = torch.addmm(b_o, hc, W_o_t)  # [B, T]
+        record.add(y, w, x, h, c, hc)
         y_prev = steps.feed(y, t, truths, uses)
-    pred = torch.stack(preds, dim=1)  # [B, H, T]
-    attn = torch.stack(weights, dim=1)  # [B, H, L]
-    return pred, attn, (X, states, cells, contexts, Z) if keep else None
+    return record, Z
 
 
 def bahdanau_decode(

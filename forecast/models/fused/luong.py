@@ -25,14 +25,15 @@ class _LuongDecode(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, *inputs: Tensor | float | None) -> tuple:
         """`inputs`: `_forward`'s arguments before `keep`, in its order."""
-        pred, weights, tape = _forward(*inputs, keep=True)
+        record = _forward(*inputs, keep=True)
         (memory, keys, _, _, last, known, truth, use_truth,
          W_ih, W_hh, b_ih, b_hh, W_c, _, W_o, _, scale) = inputs  # fmt: skip
-        X, states, cells, HC, HT = tape
-        lstm = steps.lstm_tape(X, states, cells, W_ih, W_hh, b_ih, b_hh)
-        HT = torch.stack(HT)  # [H, B, D] h~ of each step
+        pred, weights = record.outputs()
+        lstm = steps.lstm_tape(record, W_ih, W_hh, b_ih, b_hh)
+        S = torch.stack(record.states[1:])  # [H, B, D] each step's s_t, the query
+        CS, HT = record.extra(0), record.extra(1)  # [c_t; s_t] and h~_t of each step
         saved = (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights)
-        ctx.save_for_backward(*saved, torch.stack(states[1:]), torch.stack(HC), HT, *lstm)
+        ctx.save_for_backward(*saved, S, CS, HT, *lstm)
         ctx.mode = steps.feeding_mode(truth, use_truth)
         ctx.dims = (last.shape[1], known.shape[2])  # T, K
         ctx.scale = scale
@@ -41,7 +42,7 @@ class _LuongDecode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_pred: Tensor | None, g_weights: Tensor | None):  # noqa: ANN001, ANN205
         steps.check_first_order()
-        (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights, S, HC, HT,
+        (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights, S, CS, HT,
          XH, dgates, dcell, forget) = ctx.saved_tensors  # fmt: skip
         T, K = ctx.dims
         mode, scale = ctx.mode, ctx.scale
@@ -50,29 +51,22 @@ class _LuongDecode(torch.autograd.Function):
         W_cat = torch.cat([W_ih, W_hh], dim=1)  # [4D, E + D]
         memory_t = memory.transpose(1, 2).contiguous()  # [B, Dk, L]: the fast bmm layout
         tanh_slope = (1.0 - HT * HT).unbind(0)  # tanh' of each step's h~
-        # autograd passes zeros for an output the loss did not read, so None is rare
-        g_preds = g_pred.unbind(1) if g_pred is not None else None
-        g_attn = g_weights.unbind(1) if g_weights is not None else None
-        w_steps = weights.unbind(1)  # [B, L] each
-        uses = use_truth.unbind(1) if use_truth is not None else None
+        g_preds, g_attn, w_steps, uses = steps.by_step(g_pred, g_weights, weights, use_truth)
         dgates, dcell, forget = dgates.unbind(0), dcell.unbind(0), forget.unbind(0)
         g_h = memory.new_zeros(B, D)  # gradient of h_t from step t + 1
         g_c = memory.new_zeros(B, D)
         g_fed = None  # gradient reaching prediction t from step t + 1
+        no_grad = memory.new_zeros(B, T)
         G_out, G_comb, G_gates, G_xh, G_ctx, G_e = [], [], [], [], [], []
         for t in reversed(range(H)):
-            g_y = g_preds[t] if g_preds is not None else memory.new_zeros(B, T)
-            if g_fed is not None:
-                g_y = g_y + g_fed
+            g_y = steps.output_grad(g_preds, g_fed, t, no_grad)
             G_out.append(g_y)
             g_pre = (g_y @ W_o).mul_(tanh_slope[t])  # [B, D] before the tanh of h~
             G_comb.append(g_pre)
             g_cs = g_pre @ W_c  # [B, Dk + D]: W_c reads [c_t; s_t]
             g_context = g_cs[:, :Dk]
-            g_w = torch.bmm(g_context[:, None], memory_t)  # [B, 1, L]
-            if g_attn is not None:
-                g_w = g_w + g_attn[t][:, None]
-            g_e = steps.softmax_backward(g_w, w_steps[t][:, None])  # [B, 1, L]
+            g_attn_t = g_attn[t] if g_attn is not None else None
+            g_e = steps.score_grad(g_context, memory_t, w_steps[t], g_attn_t)  # [B, 1, L]
             g_query = torch.bmm(g_e, keys).squeeze(1)  # [B, D], times scale below
             g_h = torch.add(g_h + g_cs[:, Dk:], g_query, alpha=scale)
             G, g_xh, g_c = steps.cell_backward(g_h, g_c, dgates[t], dcell[t], forget[t], W_cat)
@@ -92,7 +86,7 @@ class _LuongDecode(torch.autograd.Function):
             keys=torch.bmm(G_e.transpose(1, 2), S.transpose(0, 1)).mul_(scale),  # [B, L, D]
             h0=g_h,
             c0=g_c,
-            W_c=G_comb.t() @ HC.view(H * B, Dk + D),
+            W_c=G_comb.t() @ CS.view(H * B, Dk + D),
             b_c=G_comb.sum(dim=0),
             W_o=G_out.t() @ HT.view(H * B, D),
             b_o=G_out.sum(dim=0),
@@ -119,16 +113,13 @@ def _forward(
     b_o: Tensor,
     scale: float,
     keep: bool,
-) -> tuple:
-    """The loop itself: (predictions [B, H, T], weights [B, H, L], tape). With `keep`,
-    the tape holds each step's cell input, states, [c_t; s_t] and h~_t; else None."""
+) -> steps.LoopRecord:
+    """The loop itself: its record, with [c_t; s_t] and h~_t as each step's extras."""
     keys_t = keys.transpose(1, 2)  # [B, D, L]
     W_c_t, W_o_t = W_c.t(), W_o.t()
-    knowns = known.unbind(1)
-    truths = truth.unbind(1) if truth is not None else None
-    uses = use_truth.unbind(1) if use_truth is not None else None
+    knowns, truths, uses = steps.by_step(known, truth, use_truth)
     h, c, y_prev = h0, c0, last
-    preds, weights, X, states, cells, HC, HT = [], [], [], [h0], [c0], [], []
+    record = steps.LoopRecord(h0, c0, keep)
     for t in range(len(knowns)):
         x = torch.cat([y_prev, knowns[t]], dim=1)  # [B, E]
         h, c = torch.lstm_cell(x, (h, c), W_ih, W_hh, b_ih, b_hh)
@@ -138,18 +129,9 @@ def _forward(
         cs = torch.cat([context, h], dim=1)  # [B, Dk + D]
         h_tilde = torch.tanh(torch.addmm(b_c, cs, W_c_t))  # [B, D]
         y = torch.addmm(b_o, h_tilde, W_o_t)  # [B, T]
-        preds.append(y)
-        weights.append(w)
-        if keep:
-            X.append(x)
-            states.append(h)
-            cells.append(c)
-            HC.append(cs)
-            HT.append(h_tilde)
+        record.add(y, w, x, h, c, cs, h_tilde)
         y_prev = steps.feed(y, t, truths, uses)
-    pred = torch.stack(preds, dim=1)  # [B, H, T]
-    attn = torch.cat(weights, dim=1)  # [B, H, L]
-    return pred, attn, (X, states, cells, HC, HT) if keep else None
+    return record
 
 
 def luong_decode(

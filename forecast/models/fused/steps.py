@@ -14,6 +14,56 @@ import torch
 from torch import Tensor
 
 
+class LoopRecord:
+    """A decoder loop's outputs and, when `keep`, what backward needs of each step: the
+    cell input x_t [B, E], the states h_t and c_t [B, D] (from h_0 and c_0 on), and the
+    node's own `extra` tensors.
+
+    Args:
+        h0, c0: the initial state [B, D].
+        keep: record the tape (only the outputs otherwise).
+    """
+
+    def __init__(self, h0: Tensor, c0: Tensor, keep: bool) -> None:
+        self.keep = keep
+        self.preds: list[Tensor] = []
+        self.weights: list[Tensor] = []
+        self.X: list[Tensor] = []
+        self.states, self.cells = [h0], [c0]
+        self.extras: list[tuple[Tensor, ...]] = []
+
+    def add(self, y: Tensor, w: Tensor, x: Tensor, h: Tensor, c: Tensor, *extra: Tensor) -> None:
+        """Step t's prediction y [B, T], weights w [B, 1, L], cell input, new state, extras."""
+        self.preds.append(y)
+        self.weights.append(w)
+        if self.keep:
+            self.X.append(x)
+            self.states.append(h)
+            self.cells.append(c)
+            self.extras.append(extra)
+
+    def outputs(self) -> tuple[Tensor, Tensor]:
+        """Predictions [B, H, T] and weights [B, H, L]."""
+        return torch.stack(self.preds, dim=1), torch.cat(self.weights, dim=1)
+
+    def extra(self, i: int) -> Tensor:
+        """The i-th extra tensor of every step, stacked [H, B, ...]."""
+        return torch.stack([e[i] for e in self.extras])
+
+
+def by_step(*tensors: Tensor | None) -> tuple[tuple[Tensor, ...] | None, ...]:
+    """Each [B, H, ...] tensor split into its H steps (None stays None)."""
+    return tuple(x.unbind(1) if x is not None else None for x in tensors)
+
+
+def output_grad(g_preds: tuple | None, g_fed: Tensor | None, t: int, zeros: Tensor) -> Tensor:
+    """Gradient of prediction t [B, T]: from the loss (`g_preds`; autograd passes zeros
+    for an output the loss did not read, so None is rare; `zeros` [B, T] stands in) and
+    from step t + 1 (`g_fed`)."""
+    g_y = g_preds[t] if g_preds is not None else zeros
+    return g_y if g_fed is None else g_y + g_fed
+
+
 def feeding_mode(truth: Tensor | None, use_truth: Tensor | None) -> str:
     """'free' (own predictions fed back), 'truth' (true values) or 'mixed' (per window
     and step, where `use_truth` is True)."""
@@ -42,21 +92,18 @@ def fed_back(g_in: Tensor, mode: str, uses: tuple | None, t: int) -> Tensor | No
 
 
 def lstm_tape(
-    X: list[Tensor], states: list[Tensor], cells: list[Tensor], W_ih: Tensor, W_hh: Tensor,
-    b_ih: Tensor, b_hh: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    record: LoopRecord, W_ih: Tensor, W_hh: Tensor, b_ih: Tensor, b_hh: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The LSTM's part of the tape, for all H steps at once: the step inputs XH
     [H, B, E + D] (cell input, then h_{t-1}), its local derivatives dgates [H, B, 4D],
     dcell and forget [H, B, D]. The gates are computed again here in a few large ops,
     rather than kept from `torch.lstm_cell` in many small ones.
 
     Args:
-        X: each step's cell input [B, E].
-        states: h_0 .. h_H, each [B, D].
-        cells: c_0 .. c_H, each [B, D].
+        record: the loop's record (kept).
         W_ih, W_hh, b_ih, b_hh: the cell's weights (gates i, f, g, o as in nn.LSTM).
     """
-    Hs, Cs = torch.stack(states), torch.stack(cells)  # [H + 1, B, D]
+    X, Hs, Cs = record.X, torch.stack(record.states), torch.stack(record.cells)  # [H + 1, B, D]
     H, B, D = Hs.shape[0] - 1, Hs.shape[1], Hs.shape[2]
     XH = torch.cat([torch.stack(X), Hs[:-1]], dim=2)  # [H, B, E + D]
     W_cat_t = torch.cat([W_ih, W_hh], dim=1).t()  # [E + D, 4D]
@@ -91,9 +138,20 @@ def cell_backward(
     return G, G @ W_cat, g_c * forget
 
 
-def softmax_backward(g_w: Tensor, w: Tensor) -> Tensor:
-    """Gradient of the scores from that of the softmax weights `w` (last axis)."""
-    return w * (g_w - (g_w * w).sum(dim=-1, keepdim=True))
+def score_grad(g_context: Tensor, memory_t: Tensor, w: Tensor, g_w: Tensor | None) -> Tensor:
+    """Gradient of step t's scores [B, 1, L] from those of its context and weights.
+
+    Args:
+        g_context: gradient of the context [B, Dk].
+        memory_t: the values, transposed [B, Dk, L] (contiguous: the fast bmm layout).
+        w: the step's softmax weights [B, L].
+        g_w: gradient the loss gave the weights directly [B, L], or None.
+    """
+    g = torch.bmm(g_context[:, None], memory_t)  # [B, 1, L]: through the context
+    if g_w is not None:
+        g = g + g_w[:, None]
+    w = w[:, None]
+    return w * (g - (g * w).sum(dim=2, keepdim=True))  # the softmax's backward
 
 
 def lstm_and_input_grads(
@@ -153,10 +211,11 @@ def check_first_order() -> None:
 
 
 def run_node(
-    node: type[torch.autograd.Function], forward: Callable[..., tuple], inputs: tuple
+    node: type[torch.autograd.Function], forward: Callable[..., object], inputs: tuple
 ) -> tuple[Tensor, Tensor]:
-    """`node.apply(*inputs)` when a gradient is needed, else `forward` without a tape;
-    under AMP in float32 (its outputs then stay float32)."""
+    """`node.apply(*inputs)` when a gradient is needed, else `forward` without a tape
+    (it returns its `LoopRecord`, or a tuple that starts with it); under AMP in float32
+    (the outputs then stay float32)."""
     device = inputs[0].device.type
     if torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
@@ -167,4 +226,5 @@ def run_node(
     tensors = [x for x in inputs if isinstance(x, Tensor)]
     if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
         return node.apply(*inputs)
-    return forward(*inputs, keep=False)[:2]
+    record = forward(*inputs, keep=False)
+    return (record[0] if isinstance(record, tuple) else record).outputs()
