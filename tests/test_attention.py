@@ -76,6 +76,31 @@ def test_batched_query_equals_one_step_at_a_time(name):
 
 
 @pytest.mark.parametrize("name", TYPES)
+def test_attend_all_equals_attend_on_prepared_keys(name):
+    """The fast path's call (Luong general scores projected queries there, not keys)
+    gives the same context, weights and gradients."""
+    att = _make(name)
+    query, keys = _inputs(1)
+    query.requires_grad_(True)
+    results = []
+    for fast in (True, False):
+        att.zero_grad()
+        query.grad = None
+        if fast:
+            out = att.attend_all(query, keys, keys, step=0, horizon=Q)
+        else:
+            out = att.attend(query, att.prepare_keys(keys), keys, step=0, horizon=Q)
+        (out[0].square().sum() + out[1][..., 0].sum()).backward()
+        grads = [query.grad.clone()] + [
+            p.grad.clone() for p in att.parameters() if p.grad is not None
+        ]
+        results.append((out, grads))
+    (a, ga), (b, gb) = results
+    for x, y in zip(a + tuple(ga), b + tuple(gb)):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", TYPES)
 def test_masked_positions_get_weight_exactly_zero(name):
     att = _make(name)
     query, keys = _inputs()

@@ -270,16 +270,16 @@ class Decoder(nn.Module):
             teacher_forcing: probability of feeding the true previous value.
             generator: random generator of the per-window, per-step draws.
         """
-        keys = self.attention.prepare_keys(memory) if self.attention is not None else None
         H = future_known.shape[1]
         if teacher_forcing >= 1.0 and not self.feeds_context and self.use_fast_path:
             inputs = torch.cat([last[:, None], truth[:, :-1]], dim=1)  # [B, H, T] shifted
             s, _ = self.lstm(torch.cat([inputs, future_known], dim=-1), state)  # [B, H, D]
             context = weights = None
             if self.attention is not None:  # every step's query at once: one batched matmul
-                context, weights = self.attention.attend(s, keys, memory, step=0, horizon=H)
+                context, weights = self.attention.attend_all(s, memory, memory, horizon=H)
             centres = getattr(self.attention, "last_positions", None)  # [B, H] local
             return self._output(s, context), weights, centres
+        keys = self.attention.prepare_keys(memory) if self.attention is not None else None
         use_truth = None
         if 0.0 < teacher_forcing < 1.0:
             # Drawn on the generator's device (CPU in the training loop), then moved, so a

@@ -119,7 +119,55 @@ class Attention(nn.Module):
         """
         single = query.ndim == 2
         q = query.unsqueeze(1) if single else query  # [B, Q, D]
-        scores = self.score(q, prepared)  # [B, Q, L]
+        context, weights = self.attend_scores(
+            self.score(q, prepared), q, values, mask, step, horizon
+        )
+        if single:
+            return context.squeeze(1), weights.squeeze(1)  # [B, Dv], [B, L]
+        return context, weights
+
+    def attend_all(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        *,
+        step: int = 0,
+        horizon: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Context [B, Q, Dv] and weights [B, Q, L] of every decoder step's query at once,
+        from the keys as they are (a decoder's one-call fast path); subclasses may score
+        a cheaper way (Luong general).
+
+        Args:
+            query: [B, Q, D], decoder steps step .. step + Q - 1.
+            keys: [B, L, Dk], not prepared.
+            values: [B, L, Dv].
+            step: decoder step of the first query (local types only).
+            horizon: number of decoder steps (local-m only).
+        """
+        return self.attend(query, self.prepare_keys(keys), values, step=step, horizon=horizon)
+
+    def attend_scores(
+        self,
+        scores: Tensor,
+        query: Tensor,
+        values: Tensor,
+        mask: Tensor | None,
+        step: int,
+        horizon: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        """Context [B, Q, Dv] and weights [B, Q, L] from scores [B, Q, L]: masking (see
+        `mask_scores`), softmax, weighted average of `values`.
+
+        Args:
+            scores: `score(query, prepared)`.
+            query: [B, Q, D] (the local types place their windows with it).
+            values: [B, L, Dv].
+            mask: optional [B, L] bool, True where a position may be attended.
+            step: decoder step of the first query.
+            horizon: number of decoder steps, if known.
+        """
         if mask is not None:
             if mask.shape != (scores.shape[0], scores.shape[2]) or mask.dtype != torch.bool:
                 raise ValueError(
@@ -128,12 +176,9 @@ class Attention(nn.Module):
                 )
             if not bool(mask.any(dim=1).all()):
                 raise ValueError("mask hides every position of some row; expected >= 1 True")
-        scores = self.mask_scores(scores, q, mask, step, horizon)
+        scores = self.mask_scores(scores, query, mask, step, horizon)
         weights = torch.softmax(scores, dim=-1)  # [B, Q, L]
-        context = torch.bmm(weights, values)  # [B, Q, Dv]
-        if single:
-            return context.squeeze(1), weights.squeeze(1)  # [B, Dv], [B, L]
-        return context, weights
+        return torch.bmm(weights, values), weights  # [B, Q, Dv], [B, Q, L]
 
     def forward(
         self,

@@ -75,6 +75,22 @@ class LuongGeneralAttention(Attention):
     def score(self, query: Tensor, prepared: Tensor) -> Tensor:
         return _scaled_dot(query, prepared, self.scale)
 
+    def attend_all(
+        self,
+        query: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        *,
+        step: int = 0,
+        horizon: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        # s^T W h = (s^T W) h: with fewer queries than keys (H < L), projecting the
+        # queries is the cheaper side (at L=96, H=24 it took ~4 % off a training step).
+        if query.shape[1] >= keys.shape[1]:
+            return super().attend_all(query, keys, values, step=step, horizon=horizon)
+        scores = _scaled_dot(query @ self.W.weight, keys.transpose(1, 2), self.scale)
+        return self.attend_scores(scores, query, values, None, step, horizon)
+
 
 class LuongConcatAttention(BahdanauAttention):
     """Concat: score = v^T tanh(W [s_t; h_j]) (Luong et al., 2015).
