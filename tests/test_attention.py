@@ -75,29 +75,31 @@ def test_batched_query_equals_one_step_at_a_time(name):
         torch.testing.assert_close(w, weights[:, q], atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("queries", [Q, L + 2])  # fewer and more queries than keys
 @pytest.mark.parametrize("name", TYPES)
-def test_attend_all_equals_attend_on_prepared_keys(name):
+def test_attend_all_equals_attend_on_prepared_keys(name, queries):
     """The fast path's call (Luong general scores projected queries there, not keys)
     gives the same context, weights and gradients."""
     att = _make(name)
-    query, keys = _inputs(1)
-    query.requires_grad_(True)
+    g = torch.Generator().manual_seed(1)
+    query = torch.randn(B, queries, D, generator=g, requires_grad=True)
+    keys = torch.randn(B, L, D, generator=g, requires_grad=True)
     results = []
     for fast in (True, False):
         att.zero_grad()
-        query.grad = None
+        query.grad = keys.grad = None
         if fast:
-            out = att.attend_all(query, keys, keys, step=0, horizon=Q)
+            out = att.attend_all(query, keys, keys, step=0, horizon=queries)
         else:
-            out = att.attend(query, att.prepare_keys(keys), keys, step=0, horizon=Q)
+            out = att.attend(query, att.prepare_keys(keys), keys, step=0, horizon=queries)
         (out[0].square().sum() + out[1][..., 0].sum()).backward()
-        grads = [query.grad.clone()] + [
-            p.grad.clone() for p in att.parameters() if p.grad is not None
-        ]
-        results.append((out, grads))
+        grads = [query.grad, keys.grad] + [p.grad for p in att.parameters()]
+        results.append((out, [x.clone() if x is not None else None for x in grads]))
     (a, ga), (b, gb) = results
-    for x, y in zip(a + tuple(ga), b + tuple(gb)):
-        torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
+    assert [x is None for x in ga] == [x is None for x in gb]
+    for x, y in zip(a + tuple(ga), b + tuple(gb), strict=True):
+        if x is not None:
+            torch.testing.assert_close(x, y, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", TYPES)

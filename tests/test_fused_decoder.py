@@ -66,6 +66,7 @@ CASES = [  # (attention, config, whether the Bahdanau backward recomputes activa
     ("luong_dot", {}, False),
     ("luong_general", {"revin": False}, False),
     ("luong_general", {"attention_scale": False}, False),
+    ("luong_general", {"bidirectional": True}, False),  # keys 2D wide, queries D
 ]
 
 

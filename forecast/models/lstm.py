@@ -221,7 +221,7 @@ class Decoder(nn.Module):
         arithmetic as the loop; see `forecast.models.fused`)."""
         if not self.use_fast_path or self.lstm.num_layers != 1:
             return None
-        if self.training and self.dropout.p > 0:
+        if self.dropout.training and self.dropout.p > 0:
             return None
         kind = type(self.attention)
         if kind is BahdanauAttention:

@@ -66,10 +66,10 @@ class _BahdanauDecode(torch.autograd.Function):
         g_h = memory.new_zeros(B, D)
         g_c = memory.new_zeros(B, D)
         g_fed = None  # gradient reaching prediction t from step t + 1
-        no_grad = memory.new_zeros(B, T)
+        zeros_y = memory.new_zeros(B, T)
         G_out, G_gates, G_xh, G_ctx, G_r, G_v = [], [], [], [], [], []
         for t in reversed(range(H)):
-            g_y = steps.output_grad(g_preds, g_fed, t, no_grad)
+            g_y = steps.output_grad(g_preds, g_fed, t, zeros_y)
             G_out.append(g_y)
             g_hc = g_y @ W_o  # [B, D + Dk]: the head reads [s_t; c_t]
             g_h = g_h + g_hc[:, :D]

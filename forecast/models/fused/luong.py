@@ -3,8 +3,8 @@
 Step t runs the cell on [y_prev, known_t], then attends with its new state s_t: scores
 scale * s_t^T k_j over keys k [B, L, D] (the encoder states for 'luong_dot', W h_j for
 'luong_general'); h~_t = tanh(W_c [c_t; s_t]) and the head reads h~_t. This is the path
-of teacher forcing below 1 and of free-running training; with full teacher forcing the
-decoder's one-call fast path runs instead.
+of teacher forcing below 1 and of free-running runs (training, evaluation, input
+attributions); with full teacher forcing the decoder's one-call fast path runs instead.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ class _LuongDecode(torch.autograd.Function):
         pred, weights = record.outputs()
         lstm = steps.lstm_tape(record, W_ih, W_hh, b_ih, b_hh)
         S = torch.stack(record.states[1:])  # [H, B, D] each step's s_t, the query
-        CS, HT = record.extra(0), record.extra(1)  # [c_t; s_t] and h~_t of each step
+        CS, H_tilde = record.extra(0), record.extra(1)  # [c_t; s_t] and h~_t of each step
         saved = (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights)
-        ctx.save_for_backward(*saved, S, CS, HT, *lstm)
+        ctx.save_for_backward(*saved, S, CS, H_tilde, *lstm)
         ctx.mode = steps.feeding_mode(truth, use_truth)
         ctx.dims = (last.shape[1], known.shape[2])  # T, K
         ctx.scale = scale
@@ -42,7 +42,7 @@ class _LuongDecode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_pred: Tensor | None, g_weights: Tensor | None):  # noqa: ANN001, ANN205
         steps.check_first_order()
-        (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights, S, CS, HT,
+        (memory, keys, use_truth, W_ih, W_hh, W_c, W_o, weights, S, CS, H_tilde,
          XH, dgates, dcell, forget) = ctx.saved_tensors  # fmt: skip
         T, K = ctx.dims
         mode, scale = ctx.mode, ctx.scale
@@ -50,16 +50,16 @@ class _LuongDecode(torch.autograd.Function):
         Dk = memory.shape[2]
         W_cat = torch.cat([W_ih, W_hh], dim=1)  # [4D, E + D]
         memory_t = memory.transpose(1, 2).contiguous()  # [B, Dk, L]: the fast bmm layout
-        tanh_slope = (1.0 - HT * HT).unbind(0)  # tanh' of each step's h~
+        tanh_slope = (1.0 - H_tilde * H_tilde).unbind(0)  # tanh' of each step's h~
         g_preds, g_attn, w_steps, uses = steps.by_step(g_pred, g_weights, weights, use_truth)
         dgates, dcell, forget = dgates.unbind(0), dcell.unbind(0), forget.unbind(0)
         g_h = memory.new_zeros(B, D)  # gradient of h_t from step t + 1
         g_c = memory.new_zeros(B, D)
         g_fed = None  # gradient reaching prediction t from step t + 1
-        no_grad = memory.new_zeros(B, T)
+        zeros_y = memory.new_zeros(B, T)
         G_out, G_comb, G_gates, G_xh, G_ctx, G_e = [], [], [], [], [], []
         for t in reversed(range(H)):
-            g_y = steps.output_grad(g_preds, g_fed, t, no_grad)
+            g_y = steps.output_grad(g_preds, g_fed, t, zeros_y)
             G_out.append(g_y)
             g_pre = (g_y @ W_o).mul_(tanh_slope[t])  # [B, D] before the tanh of h~
             G_comb.append(g_pre)
@@ -88,7 +88,7 @@ class _LuongDecode(torch.autograd.Function):
             c0=g_c,
             W_c=G_comb.t() @ CS.view(H * B, Dk + D),
             b_c=G_comb.sum(dim=0),
-            W_o=G_out.t() @ HT.view(H * B, D),
+            W_o=G_out.t() @ H_tilde.view(H * B, D),
             b_o=G_out.sum(dim=0),
         )
         return steps.ordered(grads, ORDER, ctx.needs_input_grad)
