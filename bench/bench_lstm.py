@@ -89,16 +89,16 @@ def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, f
         ),
     )
     model.fast_path = fast
-    return time_model(model, ds)
+    return (*time_model(model, ds), _decoder_path(model, tf))
 
 
-def _decoder_path(attention: str, tf: float, fast: bool) -> str:
-    """How the decoder runs: one LSTM call over the horizon (Luong or none with full
-    teacher forcing), a fused loop (`forecast.models.fused`), or the autograd step loop."""
-    if fast and tf >= 1.0 and attention != "bahdanau":
+def _decoder_path(model: _Bench, tf: float) -> str:
+    """How the trained model's decoder ran: one LSTM call over the horizon, a fused loop
+    (`forecast.models.fused`), or the autograd step loop; read off the decoder itself."""
+    decoder = model.network.decoder.train()
+    if decoder.use_fast_path and tf >= 1.0 and not decoder.feeds_context:
         return "one call"
-    fused = attention in ("bahdanau", "luong_dot", "luong_general")
-    return "fused loop" if fast and fused else "step loop"
+    return "fused loop" if decoder._fused() else "step loop"
 
 
 def main() -> None:
@@ -111,7 +111,7 @@ def main() -> None:
     settings = {v[0]: v[1:] for v in chosen}
     runs = run_rounds(list(settings), lambda n: _time_variant(ds, *settings[n]), args.repeats)
     rows = []
-    for name, attention, feature, tf, fast in chosen:
+    for name, attention, feature, tf, _ in chosen:
         train = [r[0] for r in runs[name]]
         rows.append(
             {
@@ -119,7 +119,7 @@ def main() -> None:
                 "attention": attention,
                 "feature_attention": feature,
                 "teacher_forcing": tf,
-                "decoder": _decoder_path(attention, tf, fast),
+                "decoder": runs[name][0][3],
                 "train_windows_per_s": round(max(train), 1),
                 "train_windows_per_s_median": round(float(np.median(train)), 1),
                 "predict_windows_per_s": round(max(r[1] for r in runs[name]), 1),

@@ -25,7 +25,7 @@ class _LuongDecode(torch.autograd.Function):
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, *inputs: Tensor | float | None) -> tuple:
         """`inputs`: `_forward`'s arguments before `keep`, in its order."""
-        record = _forward(*inputs, keep=True)
+        record, _ = _forward(*inputs, keep=True)
         (memory, keys, _, _, last, known, truth, use_truth,
          W_ih, W_hh, b_ih, b_hh, W_c, _, W_o, _, scale) = inputs  # fmt: skip
         pred, weights = record.outputs()
@@ -113,8 +113,9 @@ def _forward(
     b_o: Tensor,
     scale: float,
     keep: bool,
-) -> steps.LoopRecord:
-    """The loop itself: its record, with [c_t; s_t] and h~_t as each step's extras."""
+) -> tuple[steps.LoopRecord, None]:
+    """The loop itself: its record, with [c_t; s_t] and h~_t as each step's extras
+    (and None where the Bahdanau loop returns its activations)."""
     keys_t = keys.transpose(1, 2)  # [B, D, L]
     W_c_t, W_o_t = W_c.t(), W_o.t()
     knowns, truths, uses = steps.by_step(known, truth, use_truth)
@@ -131,7 +132,7 @@ def _forward(
         y = torch.addmm(b_o, h_tilde, W_o_t)  # [B, T]
         record.add(y, w, x, h, c, cs, h_tilde)
         y_prev = steps.feed(y, t, truths, uses)
-    return record
+    return record, None
 
 
 def luong_decode(

@@ -214,7 +214,7 @@ def run_node(
     node: type[torch.autograd.Function], forward: Callable[..., object], inputs: tuple
 ) -> tuple[Tensor, Tensor]:
     """`node.apply(*inputs)` when a gradient is needed, else `forward` without a tape
-    (it returns its `LoopRecord`, or a tuple that starts with it); under AMP in float32
+    (it returns a tuple that starts with its `LoopRecord`); under AMP in float32
     (the outputs then stay float32)."""
     device = inputs[0].device.type
     if torch.is_autocast_enabled(device):
@@ -226,5 +226,4 @@ def run_node(
     tensors = [x for x in inputs if isinstance(x, Tensor)]
     if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
         return node.apply(*inputs)
-    record = forward(*inputs, keep=False)
-    return (record[0] if isinstance(record, tuple) else record).outputs()
+    return forward(*inputs, keep=False)[0].outputs()
