@@ -58,6 +58,14 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
     ("--covariates", "data.covariates", {"nargs": "+", "help": "'all', 'none', or names"}),
     ("--known-covariates", "data.known_covariates", {"nargs": "+", "help": "known-future columns"}),
     ("--no-calendar", "data.calendar", {"action": "store_false", "help": "no calendar features"}),
+    (
+        "--calendar",
+        "data.calendar",
+        {
+            "nargs": "+",
+            "help": "calendar features: 'auto', or some of minute hour weekday day month",
+        },
+    ),
     ("--time-column", "data.time_column", {"help": "time column of a CSV"}),
     ("--series-id", "data.series_id", {"help": "series-id column of a long-format CSV"}),
     ("--synthetic-rows", "data.synthetic_rows", {"type": int, "help": "synthetic data rows"}),
@@ -130,6 +138,8 @@ def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, path)
         if value is None or (path == "data.calendar" and value is True):
             continue
+        if path == "data.calendar" and isinstance(value, list) and value in (["auto"], ["none"]):
+            value = value == ["auto"]
         if path == "data.covariates" and len(value) == 1 and value[0] in ("all", "none"):
             value = value[0]
         out[path] = list(value) if isinstance(value, list | tuple) else value
@@ -164,6 +174,10 @@ def _list(args: argparse.Namespace) -> None:
         from forecast.data.registry import get_dataset_spec, list_datasets
 
         print(f"{'synthetic':14s} embedded ground-truth data (driver covariate at a known lag)")
+        print(
+            f"{'synthetic_lagged':14s} embedded: a driver at a non-round lag, correlated "
+            "distractors, AR(1) noise"
+        )
         for name in list_datasets():
             spec = get_dataset_spec(name)
             print(f"{name:14s} {spec.freq:6s} targets {list(spec.targets)}  {spec.description}")

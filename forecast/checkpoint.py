@@ -122,7 +122,9 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> TorchForecas
     model.network.load_state_dict(payload["state_dict"])
     model.network.to(model.device).eval()
     model.history_ = pd.DataFrame(payload["history"], columns=HISTORY_COLUMNS)
-    model.history_["epoch"] = model.history_["epoch"].astype(int)
+    if "phase" not in payload["history"]:  # written before training phases existed
+        model.history_["phase"] = 1
+    model.history_[["epoch", "phase"]] = model.history_[["epoch", "phase"]].astype(int)
     model.best_epoch_ = payload["best_epoch"]
     extra = payload.get("extra_histories") or {}
     if extra:

@@ -107,18 +107,26 @@ class RunConfig:
     plots: bool = True
 
 
+SYNTHETIC = ("synthetic", "synthetic_lagged")
+"""The embedded datasets with a known ground truth."""
+
+
 @dataclass
 class DataConfig:
     """The data, its columns, split and windows.
 
     Args:
-        dataset: 'synthetic' (embedded ground-truth data), a registered dataset (see
+        dataset: 'synthetic' (embedded ground-truth data: a driver covariate at a known
+            lag), 'synthetic_lagged' (a harder one: a non-round lag, distractors
+            correlated with the driver, AR(1) noise), a registered dataset (see
             `forecast.data.registry.list_datasets`) or 'csv' (with data_path).
         data_path: a local file for a registered dataset, or the CSV for 'csv'.
         targets: target columns; the dataset's defaults when None.
         covariates: past covariates: 'all' other value columns, 'none', or a list.
         known_covariates: user columns whose future values are known.
-        calendar: add calendar features (known in the future) from the time index.
+        calendar: calendar features (known in the future) from the time index, sin/cos
+            pairs: true picks them from the frequency and the training period, false
+            adds none, a list names them ('minute', 'hour', 'weekday', 'day', 'month').
         time_column: time column of a CSV.
         series_id: series-id column of a long-format CSV with several series.
         input_length: encoder length L.
@@ -135,7 +143,7 @@ class DataConfig:
     targets: list[str] | None = None
     covariates: str | list[str] = "all"
     known_covariates: list[str] = field(default_factory=list)
-    calendar: bool = True
+    calendar: bool | list[str] = True
     time_column: str = "date"
     series_id: str | None = None
     input_length: int = 96
@@ -353,7 +361,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     data, run = raw.get("data"), raw.get("run")
     if isinstance(data, dict) and isinstance(data.get("data_path"), str):
         env = f"FORECAST_DATA_{str(data.get('dataset', '')).upper()}"
-        if os.environ.get(env) and data.get("dataset") not in ("csv", "synthetic"):
+        if os.environ.get(env) and data.get("dataset") not in ("csv", *SYNTHETIC):
             log.info("using %s=%s instead of the config's data_path", env, os.environ[env])
             data["data_path"] = os.environ[env]
         else:

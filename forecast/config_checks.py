@@ -128,6 +128,13 @@ def validate(cfg: ExperimentConfig) -> None:
     _one_of("data.scaling", d.scaling, SCALINGS)
     if isinstance(d.covariates, str):
         _one_of("data.covariates", d.covariates, ("all", "none"))
+    if not isinstance(d.calendar, bool):
+        from forecast.data.calendar import check_calendar
+
+        try:
+            check_calendar(d.calendar)
+        except ValueError as err:
+            raise ConfigError(f"data.calendar: {err}") from None
     fr = d.fractions
     if any(f < 0 for f in fr) or fr[0] == 0 or sum(fr) > 1 + 1e-9:
         raise ConfigError(

@@ -157,8 +157,7 @@ def _interpret(r: Runner) -> None:
     if "truth" in r.meta:
         from forecast.data.synthetic import GroundTruth
 
-        t = r.meta["truth"]
-        truth = GroundTruth(**{**t, "distractors": tuple(t["distractors"])})
+        truth = GroundTruth.from_dict(r.meta["truth"])
     opts = r.cfg.interpret
     for name in r.names:
         if get_entry(name).kind != "neural":

@@ -126,8 +126,10 @@ def _write_plots(
     names: list[str],
 ) -> None:
     """Every figure of a run under plots/, each with the data behind it as CSV."""
-    best = str(board["model"].iloc[0])
     base = str(significance["dm_vs"].iloc[0])
+    neural = board.loc[board["kind"] == "neural", "model"]
+    best = str(neural.iloc[0]) if len(neural) else str(board["model"].iloc[0])
+    # The best neural model next to the best baseline (and repeat-last for scale).
     shown = dict.fromkeys([best, base, "naive"])
     frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
     target = str(frames[best]["target"].iloc[0])
@@ -217,6 +219,9 @@ def _blocks(run_dir: Path) -> list[Block]:
         ("h2", "Forecasts"),
         ("img", "plots/forecasts.png"),
     ]
+    training = training_table(run_dir)
+    if training is not None:
+        blocks += [("h2", "Training"), ("table", training), ("p", _training_note(training))]
     if (run_dir / "plots/history.png").is_file():
         blocks += [("h2", "Training curves (first seed)"), ("img", "plots/history.png")]
     if (run_dir / "backtest.csv").is_file():
@@ -230,12 +235,76 @@ def _blocks(run_dir: Path) -> list[Block]:
             ("table", wide),
             ("img", "plots/backtest.png"),
         ]
-    summaries = sorted((run_dir / "interpret").glob("*/summary.md"))
-    if summaries:
-        blocks.append(("h2", "Interpretation"))
-        for path in summaries:
-            rel = path.relative_to(run_dir).as_posix()
-            blocks.append(("p", f"{path.parent.name}: see {rel} and the figures beside it."))
+    blocks += interpretation_blocks(run_dir)
+    return blocks
+
+
+def training_table(run_dir: Path) -> pd.DataFrame | None:
+    """Per neural model: epochs run and kept, and what ended training, over seeds.
+
+    Args:
+        run_dir: the run folder (reads metrics_per_seed.csv).
+    """
+    path = run_dir / "metrics_per_seed.csv"
+    if not path.is_file():
+        return None
+    per_seed = pd.read_csv(path)
+    if "epochs_run" not in per_seed:
+        return None
+    torch_rows = per_seed.dropna(subset=["epochs_run"])
+    if torch_rows.empty:
+        return None
+    rows = []
+    for name, g in torch_rows.groupby("model", sort=False):
+        budget = g["stopped_early"].astype(str).str.lower() != "true"
+        ended = (
+            "early stopping"
+            if not budget.any()
+            else f"the epoch budget ({int(g['epoch_budget'].max())}) in {int(budget.sum())} of "
+            f"{len(g)} seed(s): NOT converged, more epochs may help"
+        )
+        rows.append(
+            {
+                "model": name,
+                "epochs run": " / ".join(str(int(v)) for v in g["epochs_run"]),
+                "best epoch": " / ".join(str(int(v)) for v in g["best_epoch"]),
+                "training ended by": ended,
+                "fit seconds": round(float(g["fit_seconds"].mean()), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _training_note(table: pd.DataFrame) -> str:
+    capped = table.loc[table["training ended by"] != "early stopping", "model"].tolist()
+    if not capped:
+        return "Every neural model trained until its validation loss stopped improving."
+    return (
+        f"{', '.join(capped)} stopped at the epoch budget, not by early stopping: their "
+        "scores may improve with a larger `train.epochs`."
+    )
+
+
+def interpretation_blocks(run_dir: Path) -> list[Block]:
+    """The Interpretation section: each model's verdicts and key figures inline.
+
+    Args:
+        run_dir: the run folder (reads interpret/*/summary.json).
+    """
+    summaries = sorted((run_dir / "interpret").glob("*/summary.json"))
+    if not summaries:
+        return []
+    blocks: list[Block] = [("h2", "Interpretation")]
+    for path in summaries:
+        summary = json.loads(path.read_text())
+        rel = path.parent.relative_to(run_dir).as_posix()
+        blocks.append(("h3", f"{path.parent.name}"))
+        for line in summary.get("verdicts", []):
+            blocks.append(("p", line))
+        for fig in summary.get("key_figures", []):
+            if (path.parent / fig).is_file():
+                blocks.append(("img", f"{rel}/{fig}"))
+        blocks.append(("p", f"All figures with their data: {rel}/, the verdicts: {rel}/summary.md."))
     return blocks
 
 
@@ -252,8 +321,8 @@ def _note_from(cfg: dict, sig: pd.DataFrame) -> str:
 def _markdown(blocks: list[Block]) -> str:
     out = []
     for kind, payload in blocks:
-        if kind in ("h1", "h2"):
-            out.append(f"{'#' if kind == 'h1' else '##'} {payload}\n")
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"{'#' * int(kind[1])} {payload}\n")
         elif kind == "p":
             out.append(f"{payload}\n")
         elif kind == "table":
@@ -270,7 +339,7 @@ def _drop_missing_images(blocks: list[Block], run_dir: Path) -> list[Block]:
 def _html(blocks: list[Block], run_dir: Path) -> str:
     body = []
     for kind, payload in blocks:
-        if kind in ("h1", "h2"):
+        if kind in ("h1", "h2", "h3"):
             body.append(f"<{kind}>{html.escape(str(payload))}</{kind}>")
         elif kind == "p":
             body.append(f"<p>{html.escape(str(payload))}</p>")

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from forecast import backtest as bt
 from forecast import metrics
 from forecast.config import (
+    SYNTHETIC,
     ConfigError,
     DataConfig,
     ExperimentConfig,
@@ -56,10 +57,11 @@ def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec,
     """
     meta: dict[str, Any] = {"dataset": data.dataset}
     fractions = tuple(data.fractions)
-    if data.dataset == "synthetic":
-        from forecast.data.synthetic import make_driver_dataset
+    if data.dataset in SYNTHETIC:
+        from forecast.data.synthetic import make_driver_dataset, make_lagged_driver_dataset
 
-        syn = make_driver_dataset(data.synthetic_rows, seed=data.data_seed)
+        make = make_driver_dataset if data.dataset == "synthetic" else make_lagged_driver_dataset
+        syn = make(data.synthetic_rows, seed=data.data_seed)
         df, time_col, default_targets = syn.frame, "date", [syn.target]
         value_cols, split_kind = [syn.target, *syn.covariates], "fractions"
         meta["truth"] = dataclasses.asdict(syn.truth)
@@ -88,7 +90,7 @@ def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec,
         tuple(targets),
         tuple(past),
         tuple(known),
-        calendar=data.calendar,
+        calendar=data.calendar if isinstance(data.calendar, bool) else tuple(data.calendar),
         time_column=time_col,
         series_id=data.series_id,
     )
@@ -280,6 +282,7 @@ class Runner:
             "seed": seed,
             **result,
             "fit_seconds": fit_s,
+            **training_facts(model),
         }
         log.info(
             "%s seed %d: test mse %.4f mae %.4f (%.1fs)", name, seed, row["mse"], row["mae"], fit_s
@@ -340,6 +343,24 @@ class Runner:
 
         self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
         return self.models[name]
+
+
+def training_facts(model: Forecaster) -> dict[str, Any]:
+    """How a torch model's training ended: epochs run, the epoch kept, and whether early
+    stopping ended it (False: the epoch budget did, and more epochs might have helped).
+
+    Args:
+        model: a fitted forecaster (empty dict for models without a training history).
+    """
+    history = getattr(model, "history_", None)
+    if not isinstance(history, pd.DataFrame) or not len(history):
+        return {}
+    return {
+        "epochs_run": len(history),
+        "epoch_budget": int(getattr(model.config, "epochs", len(history))),
+        "best_epoch": getattr(model, "best_epoch_", None),
+        "stopped_early": bool(getattr(model, "stopped_early_", False)),
+    }
 
 
 def set_threads(cfg: ExperimentConfig) -> int | None:

@@ -40,7 +40,7 @@ OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "teacher_forcing", "lr", "seconds"]
+HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "teacher_forcing", "lr", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,10 @@ class TrainConfig(ModelConfig):
         lr_patience: 'plateau' patience in epochs.
         grad_clip: max global gradient norm; None does not clip.
         patience: stop after this many epochs without a better validation loss; None
-            trains all epochs. The best weights are restored either way.
+            trains all epochs. The best weights are restored either way. A model with
+            training phases starts its next phase there instead (see `fit`).
+        min_delta: the relative decrease of the validation loss that counts as better
+            (for patience and the 'plateau' schedule; any decrease keeps the best weights).
         teacher_forcing: probability of feeding the true previous target to the decoder
             (the start value of the schedule); 0 trains free-running.
         tf_schedule: 'constant', 'linear', 'exponential' or 'inverse_sigmoid'.
@@ -82,17 +85,18 @@ class TrainConfig(ModelConfig):
         max_val_windows: validate on this many evenly spaced windows.
     """
 
-    epochs: int = 20
+    epochs: int = 100
     batch_size: int = 64
     lr: float = 1e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
-    lr_schedule: str = "none"
+    lr_schedule: str = "plateau"
     lr_step_size: int = 10
     lr_gamma: float = 0.5
     lr_patience: int = 2
     grad_clip: float | None = 1.0
-    patience: int | None = 5
+    patience: int | None = 6
+    min_delta: float = 1e-3
     teacher_forcing: float = 0.5
     tf_schedule: str = "linear"
     tf_end: float = 0.0
@@ -121,6 +125,8 @@ class TrainConfig(ModelConfig):
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.min_delta < 1.0:
+            raise ValueError(f"min_delta must be in [0, 1), got {self.min_delta}")
         for name in ("max_train_windows", "max_val_windows", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -227,8 +233,9 @@ class _Precision:
 class TorchForecaster(Forecaster):
     """Base of every torch model: subclasses implement only `build_network()`.
 
-    After `fit`, `history_` holds one row per epoch (see `HISTORY_COLUMNS`) and
-    `best_epoch_` the epoch whose weights were kept.
+    After `fit`, `history_` holds one row per epoch (see `HISTORY_COLUMNS`),
+    `best_epoch_` the epoch whose weights were kept and `stopped_early_` whether early
+    stopping ended training (False: the epoch budget did).
     """
 
     Config = TrainConfig
@@ -241,6 +248,7 @@ class TorchForecaster(Forecaster):
         self.device = torch.device("cpu")
         self.history_ = pd.DataFrame(columns=HISTORY_COLUMNS)
         self.best_epoch_: int | None = None
+        self.stopped_early_: bool | None = None
         self.scaler: StandardScaler | None = None
 
     @abstractmethod
@@ -287,9 +295,15 @@ class TorchForecaster(Forecaster):
             unit="batch",
             disable=not cfg.progress,
         )
-        rows, best, best_state, waited = [], math.inf, None, 0
+        rows, best, best_state, waited, phase = [], math.inf, None, 0, 1
+        self.stopped_early_ = False
+        set_epoch = getattr(self.network, "set_epoch", None)  # models with training phases
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
+            if set_epoch is not None:
+                set_epoch(epoch)
+            if getattr(self.network, "phase", 1) != phase:  # a phase the model started
+                phase, waited, scheduler = self._new_phase(optimizer, epoch)
             ratio = tf_schedule(epoch - 1)
             part = train
             if n_train < len(train):
@@ -302,20 +316,30 @@ class TorchForecaster(Forecaster):
                 scheduler.step(val_loss if val is not None else train_loss)
             elif scheduler is not None:
                 scheduler.step()
-            rows.append([epoch, train_loss, val_loss, ratio, lr, time.perf_counter() - start])
+            seconds = time.perf_counter() - start
+            rows.append([epoch, phase, train_loss, val_loss, ratio, lr, seconds])
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", tf=f"{ratio:.2f}")
             logger.info(
                 "%s epoch %d: train %.5f (teacher forcing %.2f), val %.5f, %.1fs",
                 self.name, epoch, train_loss, ratio, val_loss, rows[-1][-1],
             )  # fmt: skip
+            better = val is None or val_loss < best * (1.0 - cfg.min_delta)
             if val is None or val_loss < best:
-                best, waited, self.best_epoch_ = val_loss, 0, epoch
+                self.best_epoch_ = epoch
                 best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+            if better:
+                waited = 0
             else:
                 waited += 1
-                if cfg.patience is not None and waited >= cfg.patience:
-                    logger.info("%s: early stop after epoch %d", self.name, epoch)
-                    break
+            best = min(best, val_loss) if val is not None else best
+            if cfg.patience is not None and waited >= cfg.patience:
+                # A model with phases starts the next one from the best weights instead.
+                if self._next_phase(best_state):
+                    phase, waited, scheduler = self._new_phase(optimizer, epoch + 1)
+                    continue
+                logger.info("%s: early stop after epoch %d", self.name, epoch)
+                self.stopped_early_ = True
+                break
         bar.close()
         if best_state is None:  # every validation loss was NaN: keep the last weights
             logger.warning("%s: no finite validation loss; keeping the last weights", self.name)
@@ -323,6 +347,34 @@ class TorchForecaster(Forecaster):
             self.network.load_state_dict(best_state)
         self.history_ = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
         return self
+
+    def _new_phase(self, optimizer: torch.optim.Optimizer, epoch: int) -> tuple[int, int, Any]:
+        """A new training phase starts at `epoch`: the learning rate and its schedule
+        start over. Returns (phase, epochs waited, scheduler)."""
+        phase = int(getattr(self.network, "phase", 1))
+        logger.info("%s: training phase %d from epoch %d", self.name, phase, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = self.config.lr
+        return phase, 0, self._lr_scheduler(optimizer)
+
+    def _next_phase(self, best_state: dict[str, Tensor] | None) -> bool:
+        """Where early stopping would stop: a network with training phases (a
+        `next_phase()` method) may start its next one from the best weights so far
+        instead; True if it did.
+
+        Args:
+            best_state: the best weights so far.
+        """
+        advance = getattr(self.network, "next_phase", None)
+        if advance is None:
+            return False
+        current = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+        if best_state is not None:
+            self.network.load_state_dict(best_state)
+        if advance():
+            return True
+        self.network.load_state_dict(current)
+        return False
 
     def _train_epoch(
         self,
@@ -395,7 +447,12 @@ class TorchForecaster(Forecaster):
         if cfg.lr_schedule == "step":
             return sched.StepLR(optimizer, step_size=cfg.lr_step_size, gamma=cfg.lr_gamma)
         if cfg.lr_schedule == "plateau":
-            return sched.ReduceLROnPlateau(optimizer, factor=cfg.lr_gamma, patience=cfg.lr_patience)
+            return sched.ReduceLROnPlateau(
+                optimizer,
+                factor=cfg.lr_gamma,
+                patience=cfg.lr_patience,
+                threshold=cfg.min_delta,
+            )
         return None
 
     # -------------------------------------------------------------- prediction

@@ -14,9 +14,43 @@ ROLES = ColumnRoles(("y",), ("x",), ("k",))
 def test_valid_frame_orders_columns_by_role(hourly_frame):
     frame = prepare_frame(hourly_frame, ROLES)
     assert frame.columns[:3] == ["y", "x", "k"]
-    assert frame.calendar_columns == ["hour_of_day", "day_of_week", "day_of_month", "month_of_year"]
+    # 12.5 days of hourly rows: the daily cycle only (a week needs two weeks of data).
+    assert frame.calendar_columns == ["hour_sin", "hour_cos"]
     assert frame.values.dtype == np.float32 and frame.freq == "h"
-    assert frame.role_slice("known_covariates") == slice(2, 7)
+    assert frame.role_slice("known_covariates") == slice(2, 5)
+
+
+def test_calendar_features_are_cyclic_and_chosen_per_feature(hourly_frame):
+    """sin/cos pairs: the last hour of a day sits next to the first; a chosen list is
+    used as given, in order; bad names are named."""
+    frame = prepare_frame(hourly_frame, ColumnRoles(("y",), calendar=["weekday", "hour"]))
+    assert frame.calendar_columns == ["weekday_sin", "weekday_cos", "hour_sin", "hour_cos"]
+    hour = frame.values[:, 3:5]  # hour_sin, hour_cos
+    np.testing.assert_allclose((hour**2).sum(axis=1), 1.0, atol=1e-6)
+    midnight, eleven_pm = hour[24], hour[23]  # 2024-01-02 00:00 and 2024-01-01 23:00
+    assert np.linalg.norm(midnight - eleven_pm) < 0.27  # one 24th of the circle apart
+    none = prepare_frame(hourly_frame, ColumnRoles(("y",), calendar=False))
+    assert none.calendar_columns == [] and none.values.shape[1] == 1
+    with pytest.raises(ValueError, match=r"unknown calendar feature\(s\) \['hours'\]; expected"):
+        ColumnRoles(("y",), calendar=["hours"])
+
+
+def test_default_calendar_follows_the_training_period():
+    """No month or day-of-month features unless the training part spans two years: a
+    month seen once is not a season (measured in the issue: they cost ridge 34 %)."""
+    from forecast.data.calendar import default_calendar
+
+    assert default_calendar("h", pd.Timedelta(days=300)) == ["hour", "weekday"]
+    assert default_calendar("h", pd.Timedelta(days=800)) == ["hour", "weekday", "day", "month"]
+    assert default_calendar("15min", pd.Timedelta(days=60)) == ["minute", "hour", "weekday"]
+    assert default_calendar("D", pd.Timedelta(days=60)) == ["weekday"]
+    assert default_calendar("h", pd.Timedelta(days=10)) == ["hour"]
+    n = 24 * 500  # ~16 months: the 70 % training part spans ~11.5 months
+    df = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n, freq="h"), "y": 1.0})
+    df["y"] += np.sin(np.arange(n) / 7)
+    data = prepare_data(df, ColumnRoles(("y",)), input_length=24, horizon=6)
+    assert data.frame.calendar_columns == ["hour_sin", "hour_cos", "weekday_sin", "weekday_cos"]
+    assert data.frame.meta["calendar"] == ["hour", "weekday"]
 
 
 def test_datetime_index_is_accepted(hourly_frame):

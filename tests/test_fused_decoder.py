@@ -31,7 +31,7 @@ def _batch(seed: int = 0) -> dict:
 
 def _net(attention: str = "bahdanau", **kw) -> LSTMNetwork:
     torch.manual_seed(0)
-    cfg = LSTMConfig(hidden_size=6, attention=attention, attention_dim=5, **kw)
+    cfg = LSTMConfig(hidden_size=6, attention=attention, attention_dim=5, decoder="classic", **kw)
     return LSTMNetwork(LAYOUT, cfg).double()
 
 
@@ -76,7 +76,7 @@ def test_fused_equals_the_step_loop_in_float64(monkeypatch, attention, kw, recom
     if recompute:  # what happens above KEEP_ACTIVATIONS_BYTES
         monkeypatch.setattr(fused_bahdanau, "KEEP_ACTIVATIONS_BYTES", 0)
     net = _net(attention, **kw).train()
-    assert net.decoder._fused()
+    assert net.decoder.path(tf) in ("fused_bahdanau", "fused_luong", "one_call")
     (a, pa, ia), (b, pb, ib) = (_run(net, _batch(), tf, fused) for fused in (True, False))
     torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=1e-12)
     torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=1e-12)
@@ -164,12 +164,18 @@ def test_when_the_fused_path_runs(monkeypatch, attention, kw, train, tf, expecte
         return lambda *args: calls.append(name) or real(*args)
 
     monkeypatch.setattr(
-        "forecast.models.lstm.bahdanau_decode", spy("bahdanau", fused_bahdanau.bahdanau_decode)
+        "forecast.models.lstm_classic.bahdanau_decode",
+        spy("bahdanau", fused_bahdanau.bahdanau_decode),
     )
-    monkeypatch.setattr("forecast.models.lstm.luong_decode", spy("luong", fused_luong.luong_decode))
+    monkeypatch.setattr(
+        "forecast.models.lstm_classic.luong_decode", spy("luong", fused_luong.luong_decode)
+    )
     net = _net(attention, **kw).train(train)
     net(_batch(), teacher_forcing=tf, generator=torch.Generator().manual_seed(0))
     assert calls == ([expected] if expected else [])
+    # The decoder's one decision says the same.
+    path = net.decoder.path(tf)
+    assert path == (f"fused_{expected}" if expected else path) and (expected or "fused" not in path)
 
 
 @pytest.mark.parametrize("attention", FUSED)
@@ -178,7 +184,8 @@ def test_under_autocast_the_node_computes_in_float32(attention):
     copies, so its backward sees one dtype and the gradients come back in each input's
     own dtype, close to a float32 run."""
     torch.manual_seed(0)
-    dec = LSTMNetwork(LAYOUT, LSTMConfig(hidden_size=6, attention=attention)).decoder
+    cfg = LSTMConfig(hidden_size=6, attention=attention, decoder="classic")
+    dec = LSTMNetwork(LAYOUT, cfg).decoder
     g = torch.Generator().manual_seed(0)
     memory = torch.randn(B, L, 6, generator=g)
     h0, c0 = torch.randn(1, B, 6, generator=g), torch.randn(1, B, 6, generator=g)

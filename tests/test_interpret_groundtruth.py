@@ -94,7 +94,7 @@ def test_lstm_feature_attention_is_reported_honestly(luong_report):
     md = (luong_report.out_dir / "summary.md").read_text()
     phrase = "ranks the true driver" if row["driver_first"] else "does NOT rank the true driver"
     assert f"- feature_attention: {phrase} `x3`" in md
-    assert "uniform attention would give each 0.2" in md
+    assert "uniform attention would give each of the 5 encoder features 0.2" in md
 
 
 def test_luong_temporal_attention_mass_near_the_true_lag(luong_report):
@@ -105,11 +105,13 @@ def test_luong_temporal_attention_mass_near_the_true_lag(luong_report):
     assert gt["uniform_mass"] == pytest.approx(5 / 24)
     assert gt["attention_mass"] == pytest.approx(per_step["mass"].mean())
     md = (luong_report.out_dir / "summary.md").read_text()
-    verdict = "more" if gt["attention_beats_uniform"] else "NOT more"
-    assert f"{verdict} than uniform attention" in md
-    # Whether attention beats uniform is a finding, not a requirement: measured ratios were
-    # 0.95-1.06 depending on the LSTM's budget and defaults, i.e. attention does not reliably
-    # point at the true lag here. The report must state which happened (asserted above).
+    check = luong_report.summary["sections"]["checks"]["temporal_check"]
+    assert check["verdict"] in md
+    # The verdict follows the numbers: "indistinguishable from uniform" exactly when the
+    # mass near the true lag is below 1.2x uniform. The outcome itself (the read decoder
+    # finds the lag) is asserted on a fixed seed in test_attention_truth.py.
+    uniform = check["mass_ratio"] < 1.2
+    assert ("indistinguishable from uniform" in check["verdict"]) == uniform
 
 
 def test_deletion_hurts_more_for_top_ranked_inputs_than_random(luong_report):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -155,3 +157,46 @@ def test_panel_errors() -> None:
         make_panel_dataset(3, [100, 100])
     with pytest.raises(ValueError, match=r"lag must be >= 1, got 0"):
         make_panel_dataset(2, 100, lag=0)
+
+
+def test_lagged_driver_dataset_truth_and_noise_floor():
+    """The lagged-driver generator: a non-round lag, distractors correlated with the
+    driver at the lags they suggest, independent noise covariates, and a conditional
+    mean whose error is the AR(1) noise's forecast error."""
+    from forecast.data.synthetic import make_lagged_driver_dataset
+
+    ds = make_lagged_driver_dataset(6000, seed=4, lag=17, shift=5, noise=0.2, noise_phi=0.6)
+    f, truth = ds.frame, ds.truth
+    assert truth.lag == 17 and len(ds.covariates) == 5 and truth.driver in ds.covariates
+    lags = dict(truth.distractor_lags)
+    assert len(lags) == 2 and 12 in lags.values()  # the shifted copy suggests 17 - 5
+    x = f[truth.driver].to_numpy()
+    shifted = next(n for n, k in lags.items() if k == 12)
+    d = f[shifted].to_numpy()
+    assert np.corrcoef(d[5:], x[:-5])[0, 1] > 0.85  # a noisy copy of the driver, 5 rows later
+    noise_cols = [c for c in truth.distractors if c not in lags]
+    for c in noise_cols:
+        assert abs(np.corrcoef(f[c], x)[0, 1]) < 0.1
+    # The target is the driver 17 rows earlier plus a daily cycle and the noise.
+    y = f["target"].to_numpy()
+    t = np.arange(len(y))
+    resid = y[17:] - x[:-17] - 0.5 * np.sin(2 * np.pi * t[17:] / 24) - ds.noise[17:]
+    np.testing.assert_allclose(resid, 0.0, atol=1e-9)
+    # The conditional mean's error is the noise forecast error: var(1 - phi^2h) on average.
+    origins = np.arange(100, 5000)
+    err = y[origins[:, None] + np.arange(1, 13)] - ds.conditional_mean(origins, 12)
+    expected = 0.2**2 * (1 - 0.6 ** (2 * np.arange(1, 13)))
+    np.testing.assert_allclose((err**2).mean(axis=0), expected, rtol=0.15)
+    with pytest.raises(ValueError, match="shorter than horizon"):
+        ds.conditional_mean(origins, 18)
+    with pytest.raises(ValueError, match=r"shift must be in \[1, lag\)"):
+        make_lagged_driver_dataset(500, lag=5, shift=5)
+
+
+def test_lagged_driver_same_seed_identical():
+    from forecast.data.synthetic import make_lagged_driver_dataset
+
+    a, b = make_lagged_driver_dataset(800, seed=3), make_lagged_driver_dataset(800, seed=3)
+    pd.testing.assert_frame_equal(a.frame, b.frame, check_exact=True)
+    assert a.truth == b.truth
+    assert GroundTruth.from_dict(dataclasses.asdict(a.truth)) == a.truth

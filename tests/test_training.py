@@ -124,7 +124,7 @@ def test_same_seed_same_metrics_other_seed_differs(data):
     }
     runs = []
     for seed in (0, 0, 1):
-        model = create_model("lstm_bahdanau", data.layout, seed=seed, **params)
+        model = create_model("lstm_classic", data.layout, seed=seed, **params)
         model.fit(data.train, data.val)
         runs.append((model.history_, score(predict_dataset(model, data.test), data, data.test)))
     (h0, m0), (h1, m1), (h2, m2) = runs
@@ -168,11 +168,18 @@ def test_real_early_stopping_keeps_the_best_validation_loss(data):
 
 def test_history_columns_and_csv(data, tmp_path):
     model = create_model(
-        "lstm_luong", data.layout, epochs=3, hidden_size=8, teacher_forcing=0.6, **QUIET
+        "lstm_classic",
+        data.layout,
+        epochs=3,
+        hidden_size=8,
+        teacher_forcing=0.6,
+        lr=1e-3,
+        lr_schedule="none",
+        **QUIET,
     ).fit(data.train, data.val)
     hist = model.history_
     assert list(hist.columns) == HISTORY_COLUMNS
-    assert hist["epoch"].tolist() == [1, 2, 3]
+    assert hist["epoch"].tolist() == [1, 2, 3] and (hist["phase"] == 1).all()
     assert hist["teacher_forcing"].round(6).tolist() == [0.6, 0.3, 0.0]  # linear to tf_end=0
     assert (hist["lr"] == 1e-3).all() and (hist["seconds"] > 0).all()
     assert np.isfinite(hist[["train_loss", "val_loss"]].to_numpy()).all()

@@ -105,8 +105,8 @@ def test_inverse_transform_recovers_original_units(hourly_frame):
 
 def test_calendar_features_are_not_scaled(hourly_frame):
     data = prepare_data(hourly_frame, ROLES, input_length=24, horizon=6)
-    hour = data.frame.values[:, data.frame.columns.index("hour_of_day")]
-    assert hour.min() == -0.5 and hour.max() == 0.5
+    hour = data.frame.values[:, data.frame.columns.index("hour_sin")]
+    assert hour.min() == pytest.approx(-1.0, abs=1e-6) and hour.max() == pytest.approx(1.0)
 
 
 def test_constant_column_warns_and_keeps_std_one(caplog):

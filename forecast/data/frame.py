@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from forecast.data.calendar import calendar_features
+from forecast.data.calendar import calendar_features, check_calendar, default_calendar
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,10 @@ class ColumnRoles:
         targets: columns to forecast.
         past_covariates: columns observed only up to the forecast origin (encoder input).
         known_covariates: user columns whose future values are known (decoder input too).
-        calendar: add calendar features derived from the time index (known in the future).
+        calendar: calendar features derived from the time index (known in the future),
+            each a sin/cos pair (see `forecast.data.calendar`): True picks them from the
+            frequency and the training period (`default_calendar`), False adds none, and
+            a list of names ('minute', 'hour', 'weekday', 'day', 'month') adds those.
         time_column: name of the time column; None means the frame has a DatetimeIndex.
         series_id: column naming the series in a long-format frame with several series.
     """
@@ -38,7 +41,7 @@ class ColumnRoles:
     targets: tuple[str, ...]
     past_covariates: tuple[str, ...] = ()
     known_covariates: tuple[str, ...] = ()
-    calendar: bool = True
+    calendar: bool | tuple[str, ...] = True
     time_column: str | None = "date"
     series_id: str | None = None
 
@@ -51,6 +54,8 @@ class ColumnRoles:
                 object.__setattr__(self, name, tuple(value))
         if not self.targets:
             raise ValueError("ColumnRoles needs at least one target column, got none")
+        if not isinstance(self.calendar, bool):
+            object.__setattr__(self, "calendar", tuple(check_calendar(self.calendar)))
         seen: dict[str, str] = {}
         for role in ("targets", "past_covariates", "known_covariates"):
             for col in getattr(self, role):
@@ -220,12 +225,41 @@ def _check_regular(times: pd.DatetimeIndex, freq: str, sid: str) -> None:
     )
 
 
+def with_calendar(frame: SeriesFrame, names: list[str]) -> SeriesFrame:
+    """A copy of `frame` with the calendar features `names` appended (known covariates).
+
+    Args:
+        frame: a frame without calendar features.
+        names: calendar cycles, see `forecast.data.calendar`.
+    """
+    if frame.calendar_columns:
+        raise ValueError(f"the frame already has calendar features {frame.calendar_columns}")
+    if not names:
+        return frame
+    blocks = []
+    for lo, hi in zip(frame.bounds[:-1], frame.bounds[1:]):
+        cal = calendar_features(pd.DatetimeIndex(frame.timestamps[lo:hi]), names)
+        blocks.append(cal.to_numpy(dtype=np.float32))
+    cols = list(cal.columns)
+    values = np.concatenate([frame.values, np.concatenate(blocks, axis=0)], axis=1)
+    return SeriesFrame(
+        **{
+            **frame.__dict__,
+            "values": np.ascontiguousarray(values),
+            "known_covariates": [*frame.known_covariates, *cols],
+            "calendar_columns": cols,
+            "meta": {**frame.meta, "calendar": list(names)},
+        }
+    )
+
+
 def prepare_frame(
     df: pd.DataFrame,
     roles: ColumnRoles,
     *,
     freq: str | None = None,
     fill: FillPolicy | None = None,
+    calendar_span: pd.Timedelta | None = None,
 ) -> SeriesFrame:
     """Validate `df` and turn it into a `SeriesFrame`.
 
@@ -234,6 +268,9 @@ def prepare_frame(
         roles: which columns are targets and covariates.
         freq: pandas frequency alias; inferred from the timestamps when None.
         fill: fill policy for NaN values ('ffill', 'interpolate', 'zero'); None raises.
+        calendar_span: with `roles.calendar` True, the time the training part covers,
+            which decides the calendar features; None uses the first series' span
+            (`prepare_data` passes the training part's).
 
     Raises:
         ValueError: naming the column, row or timestamp at fault.
@@ -256,7 +293,7 @@ def prepare_frame(
         order = pd.unique(ids)
         groups = [(str(s), np.flatnonzero(ids == s)) for s in order]
 
-    blocks, stamps, bounds, cal_names = [], [], [0], []
+    blocks, stamps, bounds = [], [], [0]
     for sid, rows in groups:
         times = times_all[rows]
         _check_times(times, sid)
@@ -265,23 +302,29 @@ def prepare_frame(
         _check_regular(times, freq, sid)
         values = df[value_cols].iloc[rows].to_numpy(dtype=np.float32, copy=True)
         values = _check_finite(values, value_cols, times, fill, sid)
-        if roles.calendar:
-            cal = calendar_features(times, freq)
-            cal_names = list(cal.columns)
-            values = np.concatenate([values, cal.to_numpy(dtype=np.float32)], axis=1)
         blocks.append(values)
         stamps.append(times.to_numpy(dtype="datetime64[ns]"))
         bounds.append(bounds[-1] + len(rows))
 
     values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
-    return SeriesFrame(
+    frame = SeriesFrame(
         values=np.ascontiguousarray(values, dtype=np.float32),
         timestamps=stamps[0] if len(stamps) == 1 else np.concatenate(stamps),
         bounds=np.asarray(bounds, dtype=np.int64),
         series_ids=[sid for sid, _ in groups],
         targets=list(roles.targets),
         past_covariates=list(roles.past_covariates),
-        known_covariates=[*roles.known_covariates, *cal_names],
-        calendar_columns=cal_names,
+        known_covariates=list(roles.known_covariates),
+        calendar_columns=[],
         freq=str(freq),
     )
+    if roles.calendar is False:
+        return frame
+    if roles.calendar is True:
+        if calendar_span is None:
+            first = frame.timestamps[: int(frame.bounds[1])]
+            calendar_span = pd.Timedelta(first[-1] - first[0])
+        names = default_calendar(frame.freq, calendar_span)
+    else:
+        names = list(roles.calendar)
+    return with_calendar(frame, names)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from forecast.data.calendar import seasonal_period
-from forecast.data.frame import ColumnRoles, FillPolicy, SeriesFrame, prepare_frame
+from forecast.data.calendar import default_calendar, seasonal_period
+from forecast.data.frame import ColumnRoles, FillPolicy, SeriesFrame, prepare_frame, with_calendar
 from forecast.data.scaling import StandardScaler
 from forecast.data.split import SplitSpec, part_starts
 from forecast.data.windows import WindowDataset, WindowLayout
 
 PARTS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -104,12 +107,16 @@ def prepare_data(
     input_length = _check_length("input_length", input_length)
     horizon = _check_length("horizon", horizon)
     stride = _check_length("stride", stride)
+    auto_calendar = False
     if isinstance(data, SeriesFrame):
         frame = SeriesFrame(**{**data.__dict__, "values": data.values.copy()}) if copy else data
     else:
         if roles is None:
             raise ValueError("prepare_data needs roles= (a ColumnRoles) for a DataFrame")
-        frame = prepare_frame(data, roles, freq=freq, fill=fill)
+        # Automatic calendar features depend on the training period: added after the split.
+        auto_calendar = roles.calendar is True
+        base_roles = dataclasses.replace(roles, calendar=False) if auto_calendar else roles
+        frame = prepare_frame(data, base_roles, freq=freq, fill=fill)
     split = split or SplitSpec()
     span = input_length + horizon
 
@@ -123,6 +130,14 @@ def prepare_data(
             )
         lo = int(frame.bounds[s])
         borders.append(split.borders_for(int(n), frame.timestamps[lo : lo + n]))
+    if auto_calendar:
+        spans = [
+            frame.timestamps[lo + b[0] - 1] - frame.timestamps[lo]
+            for lo, b in zip(frame.bounds[:-1], borders)
+        ]
+        names = default_calendar(frame.freq, pd.Timedelta(max(spans)))
+        log.info("calendar features %s (training part spans %s)", names, pd.Timedelta(max(spans)))
+        frame = with_calendar(frame, names)
 
     n_scaled = frame.n_scaled
     scaler = StandardScaler(scaling)

@@ -1,10 +1,19 @@
 """Synthetic datasets with a known ground truth, for testing models and attributions.
 
-The target is driven by one covariate at a fixed lag, plus a daily and a weekly sinusoid
-and Gaussian noise. The other covariates ("distractors") have the same dynamics as the
-driver but never touch the target, so a model (or an attention map) that relies on them
-is measurably wrong. Everything is generated from ``np.random.default_rng(seed)``: the
-same seed gives a bitwise-identical frame.
+Two generators:
+
+- `make_driver_dataset`: the target is driven by one covariate at a fixed lag, plus a
+  daily and a weekly sinusoid and Gaussian noise. The other covariates ("distractors")
+  have the same dynamics as the driver but never touch the target, so a model (or an
+  attention map) that relies on them is measurably wrong.
+- `make_lagged_driver_dataset`: the harder case attention should solve. The lag is not a
+  multiple of the season, the noise is AR(1), and the distractors are *correlated* with
+  the driver (a smoothed copy and a shifted, noisy copy, each suggesting a wrong lag)
+  beside independent noise covariates. `conditional_mean` gives the best possible
+  forecast, so a model's error can be compared with the noise floor.
+
+Everything is generated from ``np.random.default_rng(seed)``: the same seed gives a
+bitwise-identical frame.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ class GroundTruth:
         distractors: Covariate columns with no influence on the target.
         period_daily: Period of the daily sinusoid, in rows.
         period_weekly: Period of the weekly sinusoid, in rows.
+        distractor_lags: For distractors correlated with the driver, the lag (rows
+            before the target) at which that distractor carries the driver's relevant
+            value: the lag an attention map would point at if it read the distractor.
     """
 
     driver: str
@@ -43,6 +55,24 @@ class GroundTruth:
     distractors: tuple[str, ...]
     period_daily: int
     period_weekly: int
+    distractor_lags: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroundTruth:
+        """Rebuild from `dataclasses.asdict` output read back from JSON (lists as tuples).
+
+        Args:
+            data: the dict.
+        """
+        return cls(
+            **{
+                **data,
+                "distractors": tuple(data["distractors"]),
+                "distractor_lags": tuple(
+                    (str(n), int(k)) for n, k in data.get("distractor_lags", ())
+                ),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +85,9 @@ class SyntheticDataset:
         covariates: Names of the covariate columns, in order.
         truth: How the target was generated.
         freq: Pandas frequency string of the ``date`` column.
+        noise: The target's noise series [n_rows] (what no model can predict beyond its
+            AR(1) part); None where unknown.
+        noise_phi: AR(1) coefficient of ``noise`` (0 for independent noise).
     """
 
     frame: pd.DataFrame
@@ -62,6 +95,33 @@ class SyntheticDataset:
     covariates: tuple[str, ...]
     truth: GroundTruth
     freq: str
+    noise: np.ndarray | None = None
+    noise_phi: float = 0.0
+
+    def conditional_mean(self, origins: np.ndarray, horizon: int) -> np.ndarray:
+        """The best forecast of the target, E[y(o + h) | rows <= o], as [N, horizon].
+
+        The signal part (lagged driver, seasonality) is known at the origin when the lag
+        is at least the horizon, and the AR(1) noise is forecast as phi^h * noise(o); the
+        error of this forecast is the noise floor no model can beat.
+
+        Args:
+            origins: [N] row of the last input of each window (0-based frame rows).
+            horizon: steps ahead H.
+        """
+        if self.noise is None:
+            raise ValueError("this dataset does not record its noise; no conditional mean")
+        if self.truth.lag < horizon:
+            raise ValueError(
+                f"the driver's lag {self.truth.lag} is shorter than horizon {horizon}: its "
+                "value is not known at the origin, so the conditional mean is not this one"
+            )
+        origins = np.asarray(origins, dtype=np.int64)
+        steps = np.arange(1, horizon + 1)
+        rows = origins[:, None] + steps[None, :]  # [N, H]
+        y = self.frame[self.target].to_numpy()
+        signal = y[rows] - self.noise[rows]
+        return signal + self.noise_phi ** steps[None, :] * self.noise[origins][:, None]
 
 
 def rows_per_day(freq: str) -> int:
@@ -171,11 +231,12 @@ def make_driver_dataset(
 
     x = ar1(rng, n_rows + lag, n_covariates)  # [lag + n_rows, C]: first lag rows are burn-in
     t = np.arange(n_rows)
+    noise_series = noise * rng.standard_normal(n_rows)
     target = (
         coefficient * x[:n_rows, driver]  # row t of the frame is row t + lag of x
         + daily_amplitude * np.sin(2 * np.pi * t / period_daily)
         + weekly_amplitude * np.sin(2 * np.pi * t / period_weekly)
-        + noise * rng.standard_normal(n_rows)
+        + noise_series
     )
     names = tuple(f"x{i}" for i in range(n_covariates))
     frame = pd.DataFrame({"date": pd.date_range(start, periods=n_rows, freq=freq)})
@@ -189,7 +250,7 @@ def make_driver_dataset(
         period_daily=period_daily,
         period_weekly=period_weekly,
     )
-    return SyntheticDataset(frame, "target", names, truth, freq)
+    return SyntheticDataset(frame, "target", names, truth, freq, noise=noise_series)
 
 
 def make_panel_dataset(
@@ -240,3 +301,124 @@ def make_panel_dataset(
         frame.insert(0, "series_id", f"s{i}")
         frames.append(frame)
     return pd.concat(frames, ignore_index=True), first.truth
+
+
+def make_lagged_driver_dataset(
+    n_rows: int = 8000,
+    *,
+    seed: int = 0,
+    lag: int = 17,
+    coefficient: float = 1.0,
+    daily_amplitude: float = 0.5,
+    noise: float = 0.12,
+    noise_phi: float = 0.5,
+    smooth: float = 0.6,
+    shift: int = 5,
+    distractor_noise: float = 0.5,
+    n_noise: int = 2,
+    freq: str = "h",
+    start: str = "2021-01-04",
+) -> SyntheticDataset:
+    """Target = coefficient * driver[t - lag] + daily sinusoid + AR(1) noise, with
+    distractors correlated with the driver.
+
+    Covariates, in a column order drawn from the rng and named ``x0, x1, ...``:
+
+    - the driver, AR(1) with phi = ``AR_PHI`` and unit variance;
+    - a smoothed copy: an exponential moving average of the driver (weight ``smooth`` on
+      the past, causal), plus noise; it correlates best with the driver k rows earlier
+      (k measured on the generated rows, 1 at the default), so reading it suggests the
+      lag ``lag - k``;
+    - a shifted copy: d[t] = driver[t - shift] plus noise, so d carries at t - lag +
+      shift the driver value the target reads at t: it suggests the lag ``lag - shift``;
+    - ``n_noise`` independent AR(1) covariates.
+
+    The noise on both copies (``distractor_noise``, on unit-variance series) makes them
+    strictly worse than the driver, so the driver is the one right answer. The target's
+    noise is AR(1) with coefficient ``noise_phi`` and marginal standard deviation
+    ``noise``; `SyntheticDataset.conditional_mean` gives the best possible forecast.
+
+    Args:
+        n_rows: Rows in the frame.
+        seed: Seed for ``np.random.default_rng``.
+        lag: Delay in rows from the driver to the target; best not a multiple of the
+            daily period, so seasonality cannot stand in for it.
+        coefficient: Weight of the lagged driver.
+        daily_amplitude: Amplitude of the daily sinusoid.
+        noise: Marginal standard deviation of the target's AR(1) noise (>= 0).
+        noise_phi: AR(1) coefficient of that noise, in [0, 1).
+        smooth: Weight on the past of the smoothed copy's moving average, in [0, 1).
+        shift: Delay in rows of the shifted copy, 1 <= shift < lag.
+        distractor_noise: Standard deviation of the noise added to both copies.
+        n_noise: Independent AR(1) covariates (>= 0).
+        freq: Fixed pandas frequency whose step divides one day, e.g. ``"h"``.
+        start: First timestamp.
+
+    >>> ds = make_lagged_driver_dataset(seed=1)
+    >>> ds.truth.lag, len(ds.covariates), ds.truth.driver in ds.covariates
+    (17, 5, True)
+    >>> sorted(k for _, k in ds.truth.distractor_lags)
+    [12, 16]
+    """
+    _check_args(n_rows, 1, lag, noise)
+    if not 0.0 <= noise_phi < 1.0:
+        raise ValueError(f"noise_phi must be in [0, 1), got {noise_phi}")
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    if not 1 <= shift < lag:
+        raise ValueError(f"shift must be in [1, lag) = [1, {lag}), got {shift}")
+    if n_noise < 0 or distractor_noise < 0:
+        raise ValueError(
+            f"n_noise and distractor_noise must be >= 0, got {n_noise} and {distractor_noise}"
+        )
+    period_daily = rows_per_day(freq)
+    rng = np.random.default_rng(seed)
+    burn = lag + shift + 50  # the moving average forgets its start within ~50 rows
+    x = ar1(rng, n_rows + burn, 1)[:, 0]  # driver; frame row t is x[t + burn]
+    ema = np.empty_like(x)
+    ema[0] = x[0]
+    for t in range(1, len(x)):
+        ema[t] = smooth * ema[t - 1] + (1.0 - smooth) * x[t]
+    ema /= ema[burn:].std()  # unit variance, like every other covariate
+    rows = np.arange(n_rows) + burn
+    covs = {
+        "driver": x[rows],
+        "smoothed": ema[rows] + distractor_noise * rng.standard_normal(n_rows),
+        "shifted": x[rows - shift] + distractor_noise * rng.standard_normal(n_rows),
+    }
+    for i in range(n_noise):
+        covs[f"noise{i}"] = ar1(rng, n_rows, 1)[:, 0]
+    innovations = rng.standard_normal(n_rows) * noise * np.sqrt(1.0 - noise_phi**2)
+    noise_series = np.empty(n_rows)
+    noise_series[0] = noise * rng.standard_normal()  # stationary start
+    for t in range(1, n_rows):
+        noise_series[t] = noise_phi * noise_series[t - 1] + innovations[t]
+    t = np.arange(n_rows)
+    target = (
+        coefficient * x[rows - lag]
+        + daily_amplitude * np.sin(2 * np.pi * t / period_daily)
+        + noise_series
+    )
+    order = rng.permutation(len(covs))
+    kinds = list(covs)
+    names = {kinds[k]: f"x{i}" for i, k in enumerate(order)}
+    frame = pd.DataFrame({"date": pd.date_range(start, periods=n_rows, freq=freq)})
+    frame["target"] = target
+    for i, k in enumerate(order):
+        frame[f"x{i}"] = covs[kinds[k]]
+    # The delay at which the moving average tracks the driver best, measured.
+    corr = [np.corrcoef(ema[rows], x[rows - k])[0, 1] for k in range(shift + 1)]
+    delay = int(np.argmax(corr))
+    truth = GroundTruth(
+        driver=names["driver"],
+        lag=lag,
+        coefficient=float(coefficient),
+        distractors=tuple(names[k] for k in kinds if k != "driver"),
+        period_daily=period_daily,
+        period_weekly=7 * period_daily,
+        distractor_lags=((names["smoothed"], lag - delay), (names["shifted"], lag - shift)),
+    )
+    covariates = tuple(f"x{i}" for i in range(len(covs)))
+    return SyntheticDataset(
+        frame, "target", covariates, truth, freq, noise=noise_series, noise_phi=noise_phi
+    )

@@ -1,8 +1,11 @@
 """Interpretation: attention over time and features, permutation importance, integrated
-gradients, their agreement, a deletion test and a ground-truth check.
+gradients, their agreement, a deletion test, and the checks that decide whether an
+attention map is evidence (`checks`: against a known truth with an interval, an untrained
+copy, a uniform-attention ablation).
 
 Free functions: tensors / DataFrames in, data + matplotlib Figures out. `interpret_model`
-runs all of them for one fitted model and writes PNG + CSV pairs and a summary.
+runs the sections (`sections`) for one fitted model and writes PNG + CSV pairs and a
+summary of verdicts; `examples/interpret_demo.py` shows it on synthetic data.
 """
 
 from forecast.interpret._common import lag_axis, lag_unit, save_figure
@@ -15,6 +18,15 @@ from forecast.interpret.agreement import (
     ground_truth_check,
     rank_agreement,
     true_positions,
+)
+from forecast.interpret.checks import (
+    UNIFORM_RATIO,
+    TemporalCheck,
+    attention_ablation,
+    feature_truth_check,
+    temporal_truth_check,
+    uniform_temporal_attention,
+    untrained_copy,
 )
 from forecast.interpret.collect import (
     AttentionSummary,
@@ -52,6 +64,13 @@ __all__ = [
     "GradientImportance",
     "GroundTruthReport",
     "InterpretationReport",
+    "TemporalCheck",
+    "UNIFORM_RATIO",
+    "attention_ablation",
+    "feature_truth_check",
+    "temporal_truth_check",
+    "uniform_temporal_attention",
+    "untrained_copy",
     "WindowAttention",
     "agreement_matrix",
     "block_scores",

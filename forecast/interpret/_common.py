@@ -58,7 +58,10 @@ def lag_unit(freq: str) -> tuple[float | None, str]:
 def lag_axis(layout: WindowLayout) -> tuple[np.ndarray, np.ndarray, str]:
     """Lag of every encoder position j: `(lag in steps, lag in time units, unit label)`.
 
-    lag = L - 1 - j: the last input step (the forecast origin) has lag 0.
+    lag = L - 1 - j: the last input step (the forecast origin) has lag 0. The unit is the
+    step's own (minutes, hours, days), but minutes become hours when the longest lag
+    exceeds 3 hours, and hours become days beyond 500 hours (a 336-step window of
+    15-minute data reads 0-84 h, not 0-5,025 min).
 
     Args:
         layout: the window layout (input length and frequency).
@@ -68,6 +71,10 @@ def lag_axis(layout: WindowLayout) -> tuple[np.ndarray, np.ndarray, str]:
     size, unit = lag_unit(layout.freq)
     if size is None:
         return lags, lags.astype(float), f"steps of {unit}"
+    if unit == "min" and (L - 1) * size > 180:
+        size, unit = size / 60.0, "h"
+    if unit == "h" and (L - 1) * size > 500:
+        size, unit = size / 24.0, "d"
     return lags, lags * size, unit
 
 

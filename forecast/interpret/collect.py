@@ -22,8 +22,8 @@ import torch
 from forecast.data.prepare import DataBundle
 from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.interpret._common import encoder_grid, lag_axis, progress_bar
+from forecast.models.attention.maps import reduce_attention
 from forecast.models.base import Forecaster
-from forecast.models.transformer import reduce_attention
 
 
 @dataclass
@@ -43,6 +43,8 @@ class AttentionSummary:
         heads: transformer maps averaged over windows: 'decoder_cross_attention' and
             'encoder_self_attention', each a list (per layer) of [heads, Q, K] arrays.
         rollout_mean: [H, L] mean attention rollout (transformers only).
+        temporal_sample: [median_windows, H, L] the temporal maps of the subsample, in
+            window order (for intervals over windows).
     """
 
     layout: WindowLayout
@@ -56,6 +58,7 @@ class AttentionSummary:
     median_windows: int
     heads: dict[str, list[np.ndarray]] = field(default_factory=dict)
     rollout_mean: np.ndarray | None = None
+    temporal_sample: np.ndarray | None = None
 
     @property
     def has_temporal(self) -> bool:
@@ -82,11 +85,15 @@ class AttentionSummary:
         return frame
 
     def feature_importance(self) -> pd.Series:
-        """Mean feature attention per feature (averaged over input steps and windows)."""
+        """Each feature's share of the feature attention (summed over input steps, mean
+        over windows, normalised to sum to 1). For per-step weights (rows summing to 1,
+        DA-RNN's input attention) this is their mean; for a joint map over (step,
+        feature) (the read decoder) it is the feature's share of everything read."""
         if self.feature_mean is None:
             raise ValueError("this model returned no feature attention")
         names = list(self.layout.encoder_features)
-        return pd.Series(self.feature_mean.mean(axis=0), index=names, name="feature_attention")
+        per = self.feature_mean.sum(axis=0)
+        return pd.Series(per / max(float(per.sum()), 1e-12), index=names, name="feature_attention")
 
     def lag_importance(self) -> pd.Series:
         """Mean temporal attention per lag (averaged over forecast steps and windows)."""
@@ -261,6 +268,7 @@ def collect_attention(
         median_windows=len(keep),
         heads={k: [s / n for s in v] for k, v in head_sums.items()},
         rollout_mean=rollout.mean(n),
+        temporal_sample=np.concatenate(temporal.kept) if temporal.kept else None,
     )
 
 

@@ -15,12 +15,15 @@ points of a chunk of windows go through the network as one batch, and one backwa
 gives every gradient. Completeness: sum_i IG_i = f(x) - f(x') up to the quadrature
 error; `Attribution.delta` holds the gap per window so callers can check it.
 
-The network runs in eval mode (no dropout) with `teacher_forcing=0.0`, as at test time.
+The network runs in eval mode (no dropout) with `teacher_forcing=0.0`, as at test time,
+and gradients flow through RevIN's per-window statistics (which training detaches), so
+the attributions explain the whole function and completeness holds with RevIN too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +67,19 @@ def _network(model: Forecaster | nn.Module) -> tuple[nn.Module, torch.device]:
         )
     param = next(net.parameters(), None)
     return net, getattr(model, "device", param.device if param is not None else "cpu")
+
+
+@contextmanager
+def _through_revin(net: nn.Module) -> Iterator[None]:
+    """Let gradients through every RevIN's statistics inside the block."""
+    mods = [m for m in net.modules() if hasattr(m, "detach_stats")]
+    for m in mods:
+        m.detach_stats = False
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.detach_stats = True
 
 
 def _sum_output(prediction: Tensor) -> Tensor:
@@ -134,7 +150,7 @@ def integrated_gradients(
     # cuDNN's RNN backward refuses eval mode; the native kernels do not.
     cudnn_off = torch.backends.cudnn.flags(enabled=False)
     try:
-        with cudnn_off:
+        with cudnn_off, _through_revin(net):
             for lo, part in zip(offsets, chunks(batch, per_chunk)):
                 b = len(part["origin"])
                 part = {k: v.to(device) for k, v in part.items()}
@@ -184,6 +200,9 @@ class GradientImportance:
         relative_delta: max |delta| / mean |f(x) - f(baseline)|.
         baseline: the baseline used.
         steps: trapezoid intervals.
+        step_map: [H, L] with `per_step`: mean |attribution| per input step (summed over
+            features) of each forecast step's own output, the same shape as temporal
+            attention; None otherwise.
     """
 
     cells: np.ndarray
@@ -193,6 +212,16 @@ class GradientImportance:
     relative_delta: float
     baseline: str
     steps: int
+    step_map: np.ndarray | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """Whether completeness holds (gap <= `MAX_GAP`): otherwise no verdict."""
+        return self.relative_delta <= MAX_GAP
+
+
+MAX_GAP = 0.05
+"""Largest completeness gap (relative) at which attributions are read as evidence."""
 
 
 def gradient_importance(
@@ -204,6 +233,7 @@ def gradient_importance(
     max_windows: int | None = 256,
     seed: int = 0,
     internal_batch_size: int = 1024,
+    per_step: bool = False,
     progress: bool = False,
 ) -> GradientImportance:
     """Integrated gradients over (a seeded subset of) `ds`, aggregated per cell and feature.
@@ -216,6 +246,8 @@ def gradient_importance(
         max_windows: windows attributed (a seeded random subset); None = all.
         seed: seed of the subset.
         internal_batch_size: windows x path points per forward pass.
+        per_step: also attribute every forecast step's own output (H more passes):
+            `step_map`.
         progress: show a tqdm bar.
     """
     batch = eval_batch(ds, max_windows, seed)
@@ -253,12 +285,33 @@ def gradient_importance(
     features["rank"] = features["importance"].rank(ascending=False, method="first").astype(int)
     delta = torch.cat([r.delta for r in results]).numpy()
     gap = torch.cat([r.f_input - r.f_baseline for r in results]).abs().mean().item()
+    step_map = None
+    if per_step:
+        rows = []
+        for h in range(layout.horizon):
+            cells_h = []
+            for part in parts:
+                att = integrated_gradients(
+                    model,
+                    part,
+                    baseline=baseline,
+                    steps=steps,
+                    internal_batch_size=internal_batch_size,
+                    output=lambda p, h=h: p[:, h].sum(dim=-1),
+                ).inputs
+                grid_h = torch.cat(
+                    [att["past_target"], att["past_covariates"], att["past_known"]], dim=-1
+                )
+                cells_h.append(grid_h.abs().sum(dim=-1))  # [b, L]
+            rows.append(torch.cat(cells_h).mean(dim=0).numpy())
+        step_map = np.stack(rows)  # [H, L]
     return GradientImportance(
         cells=cells,
         future=future,
         features=features,
         delta=delta,
         relative_delta=float(np.abs(delta).max() / max(gap, 1e-12)),
+        step_map=step_map,
         baseline=baseline,
         steps=steps,
     )

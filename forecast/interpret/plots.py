@@ -12,6 +12,7 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from forecast.data.windows import WindowLayout
@@ -81,10 +82,15 @@ def plot_temporal_attention(
     fig = Figure(figsize=(max(6.0, min(14.0, 0.12 * L + 4)), max(3.0, min(8.0, 0.3 * H + 2))))
     ax = fig.subplots()
     x = _edges(lag_time)  # decreasing: oldest lag first
-    mesh = ax.pcolormesh(x, np.arange(H + 1) + 0.5, weights, cmap=CMAP)
+    # Coloured relative to uniform attention (1 / L): white = uniform, red = more, blue =
+    # less, so a flat map looks flat instead of showing its noise in full colour.
+    ratio = np.asarray(weights, dtype=np.float64) * L
+    top = max(2.0, float(np.nanmax(ratio)))
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top)
+    mesh = ax.pcolormesh(x, np.arange(H + 1) + 0.5, ratio, cmap="RdBu_r", norm=norm)
     ax.set_xlim(x[0], x[-1])  # oldest on the left, the origin (lag 0) on the right
     ax.invert_yaxis()
-    fig.colorbar(mesh, ax=ax, label=value_label)
+    fig.colorbar(mesh, ax=ax, label=f"{value_label} x L (1 = uniform, 1/L = {1 / L:.3g})")
     if truth_positions is not None and len(truth_positions):
         t = truth_positions[truth_positions["true_position"] >= 0]
         x_true = lag_time[t["true_position"].to_numpy()]
@@ -96,30 +102,35 @@ def plot_temporal_attention(
     return fig, temporal_frame(weights, layout)
 
 
+FOLD_ABOVE = 20
+"""Feature maps and bars show every feature up to this many; beyond, the rest is summed."""
+
+
 def plot_feature_map(
     values: np.ndarray,
     layout: WindowLayout,
     *,
-    top_k: int | None = 12,
+    top_k: int | None = None,
     input_times: np.ndarray | None = None,
     title: str = "Mean feature attention over the test windows",
     value_label: str = "attention weight",
 ) -> tuple[Figure, pd.DataFrame]:
     """Heatmap of a feature x input time map [L, F] (feature attention, |gradients|, ...).
 
-    Rows are sorted by their mean; beyond `top_k` they are summed into 'other (n)'.
+    Rows are sorted by their mean; with more than `FOLD_ABOVE` features, those beyond
+    `top_k` (default `FOLD_ABOVE`) are summed into 'other (n)'.
 
     Args:
         values: [L, F] values, columns in `layout.encoder_features` order.
         layout: feature names, lengths and frequency.
-        top_k: feature rows shown; None shows all.
+        top_k: feature rows shown when there are more than `FOLD_ABOVE`; None: FOLD_ABOVE.
         input_times: [L] timestamps of one window (x axis in time); lags when None.
         title: figure title.
         value_label: colour bar label.
     """
     names = list(layout.encoder_features)
     table = pd.DataFrame(np.asarray(values).T, index=names)  # [F, L]
-    shown = top_k_rows(table, top_k)
+    shown = top_k_rows(table, None if len(names) <= FOLD_ABOVE else (top_k or FOLD_ABOVE))
     fig = Figure(figsize=(max(6.0, min(14.0, 0.12 * values.shape[0] + 4)), 1.2 + 0.35 * len(shown)))
     ax = fig.subplots()
     rows = np.arange(len(shown) + 1) - 0.5

@@ -10,26 +10,30 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from forecast.interpret.plots import top_k_rows
+from forecast.interpret.plots import FOLD_ABOVE, top_k_rows
 
 
 def plot_feature_importance(
     scores: pd.Series | pd.DataFrame,
     *,
-    top_k: int | None = 15,
+    top_k: int | None = None,
     title: str = "Feature importance",
     xlabel: str = "importance",
     highlight: str | None = None,
+    uniform: float | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Horizontal bars, largest on top, with 95% intervals when the table has them.
 
     Args:
         scores: a Series (index = feature) or a DataFrame with columns feature,
             importance and optionally ci_low, ci_high (e.g. `permutation_importance`).
-        top_k: bars shown; the rest are summed into 'other (n)' (no interval).
+        top_k: with more than `FOLD_ABOVE` features, bars shown (default FOLD_ABOVE);
+            the rest are summed into 'other (n)' (no interval).
         title: figure title.
         xlabel: x axis label (what the number means).
         highlight: a feature drawn in another colour (e.g. the known true driver).
+        uniform: draw a dashed line at this value (e.g. 1/F for attention shares: what
+            attention spread evenly over the features would give).
     """
     if isinstance(scores, pd.Series):
         table = pd.DataFrame({"importance": scores.astype(float)})
@@ -40,7 +44,8 @@ def plot_feature_importance(
         table = scores.set_index("feature")[
             [c for c in ("importance", "ci_low", "ci_high") if c in scores.columns]
         ].astype(float)
-    shown = top_k_rows(table["importance"], top_k).to_frame("importance")
+    fold = None if len(table) <= FOLD_ABOVE else (top_k or FOLD_ABOVE)
+    shown = top_k_rows(table["importance"], fold).to_frame("importance")
     for col in ("ci_low", "ci_high"):
         if col in table.columns:
             shown[col] = table[col].reindex(shown.index)
@@ -57,6 +62,9 @@ def plot_feature_importance(
     ax.set_yticks(y, list(shown.index))
     ax.invert_yaxis()
     ax.axvline(0, color="grey", lw=0.8)
+    if uniform is not None:
+        ax.axvline(uniform, color="k", ls="--", lw=1, label=f"uniform ({uniform:.3g})")
+        ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("input feature")
     note = f" (red: {highlight})" if highlight in shown.index else ""

@@ -1,25 +1,22 @@
-"""Attention LSTM encoder-decoder (Bahdanau / Luong), with optional feature attention.
+"""Attention LSTM encoder-decoders: the read decoder (default) and the classic one.
 
 The encoder reads [past_target, past_covariates, past_known] (F = layout.encoder_features)
-over the L input steps; with `feature_attention` every step's input is first weighted by
-DA-RNN input attention. The decoder emits the H horizon steps one at a time from the
-previous target value and the known-future covariates of the step being predicted, and
-attends over the encoder states with the temporal attention named in the config (see
-`forecast.models.attention`).
+over the L input steps. Two decoders, chosen by `decoder`:
 
-Teacher forcing is an argument of `forward`: at each step and for each window, the
-previous value fed to the decoder is the true one with probability `teacher_forcing`,
-otherwise the model's own prediction; 0 (evaluation) is free-running. With full teacher
-forcing and an attention that does not feed the context into the step (Luong, or none),
-the decoder LSTM runs over the whole horizon in one call and attention is one batched
-matmul: the same outputs as the loop, many fewer Python steps. Otherwise a one-layer
-decoder with Bahdanau or Luong dot/general attention (without dropout while training)
-runs its step loop as one autograd node with a hand-written backward
-(`forecast.models.fused`): the same numbers, with training steps 1.4-1.7x faster on CPU
-(bench/bench_lstm.py).
+- 'read' (default, `forecast.models.lstm_read`): the forecast is read from the inputs
+  themselves through a joint attention over (input step, feature) that *is* the weights
+  of what is read, with a learnable lag prior, content scores of the named attention type
+  that join after a warm-up, and a linear skip on the targets' own window. Its maps say
+  which inputs the forecast used; `attention='none'` forecasts from the decoder state
+  instead (the plain encoder-decoder).
+- 'classic' (`forecast.models.lstm_classic`): textbook Bahdanau / Luong attention over the
+  encoder states, autoregressive with teacher forcing and fused decoder loops.
 
-With a local attention ('local_m', 'local_p') the output's `extras['attention_centres']`
-[B, H] holds each step's window centre p_t, in encoder positions (0 = oldest input).
+Every attention type works with both (`forecast.models.attention`), as does DA-RNN
+feature attention (`feature_attention`): in the classic decoder it is Qin et al.'s input
+attention in the encoder, in the read decoder it makes the feature mixture depend on the
+window. With a local attention in the classic decoder, the output's
+`extras['attention_centres']` [B, H] holds each step's window centre p_t.
 
 >>> import numpy as np, pandas as pd
 >>> from forecast import ColumnRoles, create_model, prepare_data
@@ -40,21 +37,16 @@ import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowLayout
-from forecast.models.attention import (
-    ATTENTIONS,
-    BahdanauAttention,
-    InputAttention,
-    LuongDotAttention,
-    LuongGeneralAttention,
-    create_attention,
-)
+from forecast.models.attention import ATTENTIONS, NORMALIZERS, InputAttention
 from forecast.models.base import ForecastOutput
-from forecast.models.fused import bahdanau_decode, luong_decode
+from forecast.models.lstm_classic import ClassicDecoder
+from forecast.models.lstm_read import DECODINGS, ReadDecoder
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
 from forecast.training import TorchForecaster, TrainConfig
 
 State = tuple[Tensor, Tensor]  # (h, c), each [layers, B, D]
+DECODERS = ("read", "classic")
 
 
 @dataclass(frozen=True)
@@ -64,30 +56,31 @@ class LSTMConfig(TrainConfig):
     Args:
         hidden_size: D, hidden units of encoder and decoder LSTMs.
         num_layers: stacked LSTM layers in encoder and decoder.
-        dropout: between stacked layers, on encoder states and before the output layer.
-        bidirectional: bidirectional encoder (keys become 2D wide; its final states are
-            mapped to the decoder's size).
+        dropout: between stacked layers, on encoder states and before the output layer
+            (classic decoder).
+        bidirectional: bidirectional encoder (its final states are mapped to the
+            decoder's size).
         attention: temporal attention: 'none', 'bahdanau', 'luong_dot', 'luong_general',
-            'luong_concat', or the local Luong types 'local_m' (window at a fixed position
-            moving with the decoder step) and 'local_p' (window at a predicted position);
-            see `forecast.models.attention`. On ETTh1 track U, L=96, H=24 with RevIN
-            (bench/etth1_lstm.py, 8 epochs, seed 0) test MSE was: none 0.0278,
-            luong_concat 0.0284, bahdanau 0.0287, luong_dot 0.0290, local_m 0.0292,
-            luong_general 0.0295, local_p 0.0309 (repeat-last 0.0343); 'luong_dot' is the
-            default as the cheapest attention that returns maps, with no parameters.
-        attention_dim: hidden size of additive/concat attention and of local-p's position
-            network (default hidden_size).
+            'luong_concat', 'local_m' or 'local_p' (see `forecast.models.attention`).
+        attention_dim: hidden size of additive/concat attention, local-p's position
+            network and DA-RNN's feature score (default hidden_size).
         attention_scale: scale dot-product scores by 1/sqrt(D).
-        attention_window: half-width D >= 1 of the local attentions' window, in encoder
-            steps (Luong et al. used 10); ignored by the other types.
-        feature_attention: DA-RNN input attention over the encoder features.
-        revin: per-window normalisation of the targets (see `forecast.models.revin`);
-            on ETTh1 it takes test MSE from 0.066 to 0.030, on the synthetic driver data
-            (no level shifts) it costs a little, so it is on by default.
+        attention_window: half-width D >= 1 of the local attentions' window, in steps.
+        normalizer: 'softmax', or the sparse 'sparsemax' / 'entmax15' (exact zeros;
+            sparse maps can lock onto early choices, see `attention.normalizers`).
+        feature_attention: DA-RNN feature attention (see the module docstring).
+        decoder: 'read' or 'classic' (see the module docstring).
+        decoding: read decoder: 'direct' (all steps from the known covariates, one
+            call) or 'autoregressive' (each step also fed the previous forecast; teacher
+            forcing applies). The classic decoder is always autoregressive.
+        attention_warmup: read decoder: the map is the learned lag prior alone until
+            validation stops improving (`patience`) or for this many epochs at most,
+            then content scores join (0: from the start).
+        revin: per-window normalisation of the targets (see `forecast.models.revin`).
         revin_affine: learnable scale and shift inside RevIN.
     """
 
-    hidden_size: int = 64
+    hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.0
     bidirectional: bool = False
@@ -95,16 +88,26 @@ class LSTMConfig(TrainConfig):
     attention_dim: int | None = None
     attention_scale: bool = True
     attention_window: int = 8
+    normalizer: str = "softmax"
     feature_attention: bool = False
+    decoder: str = "read"
+    decoding: str = "direct"
+    attention_warmup: int = 40
     revin: bool = True
     revin_affine: bool = True
+    teacher_forcing: float = 0.0
+    lr: float = 3e-3
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.attention not in ATTENTIONS:
-            raise ValueError(
-                f"unknown attention {self.attention!r}; expected one of {list(ATTENTIONS)}"
-            )
+        for name, value, allowed in (
+            ("attention", self.attention, tuple(ATTENTIONS)),
+            ("normalizer", self.normalizer, tuple(NORMALIZERS)),
+            ("decoder", self.decoder, DECODERS),
+            ("decoding", self.decoding, DECODINGS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
         if self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError(
                 f"hidden_size and num_layers must be >= 1, got {self.hidden_size} and "
@@ -112,33 +115,51 @@ class LSTMConfig(TrainConfig):
             )
         if self.attention_window < 1:
             raise ValueError(f"attention_window must be >= 1, got {self.attention_window}")
+        if self.attention_warmup < 0:
+            raise ValueError(f"attention_warmup must be >= 0, got {self.attention_warmup}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.feature_attention and self.bidirectional:
+        if self.feature_attention and self.bidirectional and self.decoder == "classic":
             raise ValueError(
                 "feature_attention needs a unidirectional encoder: its query is the state "
                 "of the previous step; set bidirectional=False"
+            )
+        direct = self.decoder == "read" and self.decoding == "direct"
+        if direct and self.teacher_forcing > 0:
+            raise ValueError(
+                f"teacher_forcing={self.teacher_forcing} needs an autoregressive decoder, "
+                "and the read decoder decodes directly by default; set "
+                "decoding='autoregressive' or decoder='classic', or teacher_forcing=0"
+            )
+        if self.decoder == "read" and self.feature_attention and self.attention == "none":
+            raise ValueError(
+                "feature_attention with the read decoder mixes the features the attention "
+                "reads; it needs an attention type, got attention='none'"
             )
 
 
 class Encoder(nn.Module):
     """LSTM over the input window: states [B, L, D x directions] and final (h, c).
 
-    With feature attention the first layer is an `nn.LSTMCell` run step by step, since
-    the feature weights at step t depend on the state after step t - 1.
+    With DA-RNN input attention (classic decoder) the first layer is an `nn.LSTMCell`
+    run step by step, since the feature weights at step t depend on the state after
+    step t - 1.
 
     Args:
         n_features: F, encoder input columns.
         input_length: L.
         cfg: the model config.
+        input_attention: weigh the features at every step (DA-RNN's first stage).
     """
 
-    def __init__(self, n_features: int, input_length: int, cfg: LSTMConfig) -> None:
+    def __init__(
+        self, n_features: int, input_length: int, cfg: LSTMConfig, input_attention: bool
+    ) -> None:
         super().__init__()
         D, layers = cfg.hidden_size, cfg.num_layers
         between = cfg.dropout if layers > 1 else 0.0  # nn.LSTM warns on dropout with 1 layer
         self.input_attention = None
-        if cfg.feature_attention:
+        if input_attention:
             self.input_attention = InputAttention(n_features, input_length, 2 * D)
             self.cell = nn.LSTMCell(n_features, D)
             self.upper = (
@@ -183,152 +204,6 @@ class Encoder(nn.Module):
         return out, (hs, cs), torch.stack(weights, dim=1)  # ..., [B, L, F]
 
 
-class Decoder(nn.Module):
-    """LSTM decoder over the horizon with the temporal attention injected by name.
-
-    Args:
-        n_targets: T, predicted columns.
-        n_known: K, known-future covariates fed at each step.
-        key_dim: size of the encoder states.
-        cfg: the model config.
-    """
-
-    def __init__(self, n_targets: int, n_known: int, key_dim: int, cfg: LSTMConfig) -> None:
-        super().__init__()
-        D = cfg.hidden_size
-        self.attention = create_attention(
-            cfg.attention,
-            D,
-            key_dim,
-            attention_dim=cfg.attention_dim,
-            scale=cfg.attention_scale,
-            window=cfg.attention_window,
-        )
-        # Bahdanau feeds the context into the step; Luong combines it with the new state.
-        self.feeds_context = self.attention is not None and self.attention.uses_previous_state
-        self.combines_context = self.attention is not None and not self.feeds_context
-        in_dim = n_targets + n_known + (key_dim if self.feeds_context else 0)
-        between = cfg.dropout if cfg.num_layers > 1 else 0.0
-        self.lstm = nn.LSTM(in_dim, D, cfg.num_layers, batch_first=True, dropout=between)
-        self.combine = nn.Linear(key_dim + D, D) if self.combines_context else None  # W_c
-        self.head = nn.Linear(D + key_dim if self.feeds_context else D, n_targets)
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.use_fast_path = True  # tests and benchmarks switch it off to compare
-
-    def _fused(self) -> str | None:
-        """Which fused node computes the step loop ('bahdanau', 'luong' or None): one
-        LSTM layer, Bahdanau or Luong dot/general attention, no dropout active (the same
-        arithmetic as the loop; see `forecast.models.fused`)."""
-        if not self.use_fast_path or self.lstm.num_layers != 1:
-            return None
-        if self.dropout.training and self.dropout.p > 0:
-            return None
-        kind = type(self.attention)
-        if kind is BahdanauAttention:
-            return "bahdanau"
-        return "luong" if kind in (LuongDotAttention, LuongGeneralAttention) else None
-
-    def _cell(self, x: Tensor, state: list[tuple[Tensor, Tensor]]) -> Tensor:
-        """One step through every layer, in place on `state`, with `self.lstm`'s weights
-        (so the step loop and the one-call fast path are the same function)."""
-        for k in range(len(state)):
-            if k > 0:
-                x = nn.functional.dropout(x, self.lstm.dropout, self.training)
-            weights = [getattr(self.lstm, f"{n}_l{k}") for n in ("weight_ih", "weight_hh")]
-            biases = [getattr(self.lstm, f"{n}_l{k}") for n in ("bias_ih", "bias_hh")]
-            state[k] = torch.lstm_cell(x, state[k], *weights, *biases)  # what LSTMCell calls
-            x = state[k][0]
-        return x  # [B, D] top layer
-
-    def _output(self, s: Tensor, context: Tensor | None) -> Tensor:
-        """Prediction from the decoder state s [B, (H,) D] and the context."""
-        if self.combines_context:
-            s = torch.tanh(self.combine(torch.cat([context, s], dim=-1)))  # h~ = tanh(W_c[c;s])
-        elif self.feeds_context:
-            s = torch.cat([s, context], dim=-1)
-        return self.head(self.dropout(s))
-
-    def forward(
-        self,
-        memory: Tensor,
-        state: State,
-        last: Tensor,
-        future_known: Tensor,
-        truth: Tensor | None,
-        teacher_forcing: float,
-        generator: torch.Generator | None,
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Predictions [B, H, T], temporal attention [B, H, L] (None without attention)
-        and, for the local attentions, each step's window centre [B, H] (else None).
-
-        Args:
-            memory: encoder states [B, L, Dk] (keys and values).
-            state: initial (h, c) [layers, B, D].
-            last: last observed target [B, T], the input of step 0.
-            future_known: [B, H, K].
-            truth: true future targets [B, H, T] (read only when teacher_forcing > 0).
-            teacher_forcing: probability of feeding the true previous value.
-            generator: random generator of the per-window, per-step draws.
-        """
-        H = future_known.shape[1]
-        if teacher_forcing >= 1.0 and not self.feeds_context and self.use_fast_path:
-            inputs = torch.cat([last[:, None], truth[:, :-1]], dim=1)  # [B, H, T] shifted
-            s, _ = self.lstm(torch.cat([inputs, future_known], dim=-1), state)  # [B, H, D]
-            context = weights = None
-            if self.attention is not None:  # every step's query at once: one batched matmul
-                context, weights = self.attention.attend_all(s, memory, memory, horizon=H)
-            centres = getattr(self.attention, "last_positions", None)  # [B, H] local
-            return self._output(s, context), weights, centres
-        keys = self.attention.prepare_keys(memory) if self.attention is not None else None
-        use_truth = None
-        if 0.0 < teacher_forcing < 1.0:
-            # Drawn on the generator's device (CPU in the training loop), then moved, so a
-            # seeded run makes the same draws whichever device the network is on.
-            where = generator.device if generator is not None else torch.device("cpu")
-            draw = torch.rand(last.shape[0], H, 1, generator=generator, device=where)
-            use_truth = (draw < teacher_forcing).to(last.device)  # [B, H, 1]
-        fused = self._fused()
-        if fused is not None:  # the step loop below as one autograd node
-            fed = truth if teacher_forcing > 0.0 else None
-            inputs = (state, last, future_known, fed, use_truth)
-            if fused == "bahdanau":
-                modules = (self.attention, self.lstm, self.head)
-                pred, temporal = bahdanau_decode(memory, keys, *inputs, *modules)
-            else:  # prepare_keys gave [B, D, L]; the node scores against [B, L, D]
-                modules = (self.lstm, self.combine, self.head)
-                scale = self.attention.scale
-                pred, temporal = luong_decode(memory, keys.mT, *inputs, scale, *modules)
-            return pred, temporal, None
-        if keys is not None:  # read at every step: a contiguous copy is faster per step
-            keys = keys.contiguous()
-        layers = list(zip(state[0].unbind(0), state[1].unbind(0)))  # per layer ([B, D], [B, D])
-        s_prev, y_prev = layers[-1][0], last  # [B, D], [B, T]
-        preds, weights, centres = [], [], []
-        for t in range(H):
-            x = torch.cat([y_prev, future_known[:, t]], dim=-1)  # [B, T + K]
-            context = w = None
-            if self.feeds_context:  # Bahdanau: attend with s_{t-1}, feed c_t into the step
-                context, w = self.attention.attend(s_prev, keys, memory, step=t, horizon=H)
-                x = torch.cat([x, context], dim=-1)
-            s = self._cell(x, layers)  # [B, D]
-            if self.combines_context:  # Luong: attend with s_t after the step
-                context, w = self.attention.attend(s, keys, memory, step=t, horizon=H)
-            y = self._output(s, context)  # [B, T]
-            preds.append(y)
-            weights.append(w)
-            centres.append(getattr(self.attention, "last_positions", None))
-            s_prev = s
-            if teacher_forcing >= 1.0:
-                y_prev = truth[:, t]
-            elif use_truth is not None:
-                y_prev = torch.where(use_truth[:, t], truth[:, t], y)
-            else:
-                y_prev = y
-        temporal = torch.stack(weights, dim=1) if self.attention is not None else None
-        positions = torch.cat(centres, dim=1) if centres[0] is not None else None  # [B, H]
-        return torch.stack(preds, dim=1), temporal, positions  # [B, H, T], [B, H, L], [B, H]
-
-
 class LSTMNetwork(nn.Module):
     """Encoder, (bridge,) decoder; `forward(batch, teacher_forcing, generator)`.
 
@@ -340,16 +215,45 @@ class LSTMNetwork(nn.Module):
     def __init__(self, layout: WindowLayout, cfg: LSTMConfig) -> None:
         super().__init__()
         self.layout = layout
+        self.cfg = cfg
         D, nt = cfg.hidden_size, layout.n_targets
         n_features = len(layout.encoder_features)
         key_dim = D * (2 if cfg.bidirectional else 1)
+        classic = cfg.decoder == "classic"
         self.revin = RevIN(nt, affine=cfg.revin_affine) if cfg.revin else None
-        self.encoder = Encoder(n_features, layout.input_length, cfg)
+        self.encoder = Encoder(
+            n_features, layout.input_length, cfg, cfg.feature_attention and classic
+        )
         # A bidirectional encoder ends with a forward and a backward state per layer.
         self.bridge_h = nn.Linear(2 * D, D) if cfg.bidirectional else None
         self.bridge_c = nn.Linear(2 * D, D) if cfg.bidirectional else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.decoder = Decoder(nt, layout.n_known, key_dim, cfg)
+        self.decoder: nn.Module
+        if classic:
+            self.decoder = ClassicDecoder(nt, layout.n_known, key_dim, cfg)
+        else:
+            self.decoder = ReadDecoder(layout, key_dim, cfg)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the training loop before each epoch (the read decoder's warm-up).
+
+        Args:
+            epoch: the epoch about to run, from 1.
+        """
+        if isinstance(self.decoder, ReadDecoder):
+            self.decoder.set_epoch(epoch)
+
+    @property
+    def phase(self) -> int:
+        """Training phase: 1 while the read decoder's map is its lag prior alone, else 2."""
+        return self.decoder.phase if isinstance(self.decoder, ReadDecoder) else 1
+
+    def next_phase(self) -> bool:
+        """The read decoder's content phase, where early stopping would end its first one.
+
+        Called by the training loop; True if a new phase started.
+        """
+        return isinstance(self.decoder, ReadDecoder) and self.decoder.next_phase()
 
     def _bridge(self, state: State) -> State:
         if self.bridge_h is None:
@@ -368,21 +272,34 @@ class LSTMNetwork(nn.Module):
         Args:
             batch: window fields, see `WindowDataset.batch`.
             teacher_forcing: probability of feeding the true previous target (0 =
-                free-running, as at evaluation).
+                free-running, as at evaluation); autoregressive decoding only.
             generator: random generator of the teacher-forcing draws.
         """
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
-        past = batch["past_target"]  # [B, L, T]
-        if self.revin is not None:
-            past = self.revin.normalize(past)
+        raw = batch["past_target"]  # [B, L, T]
+        past = self.revin.normalize(raw) if self.revin is not None else raw
         x = torch.cat([past, batch["past_covariates"], batch["past_known"]], dim=-1)  # [B, L, F]
-        memory, state, feature_weights = self.encoder(x)
+        if isinstance(self.decoder, ReadDecoder):
+            # The read decoder forecasts in the data's scale: RevIN only conditions the
+            # LSTMs' inputs (a covariate's effect does not scale with a window's spread).
+            rows = self.decoder.chunk_rows(x.shape[0])
+            if rows < x.shape[0]:  # evaluation of long windows: bounded memory
+                parts = [self.forward({k: v[i : i + rows] for k, v in batch.items()})
+                         for i in range(0, x.shape[0], rows)]  # fmt: skip
+                return ForecastOutput(*(torch.cat([getattr(o, f) for o in parts])
+                                        for f in ("prediction", "temporal_attention",
+                                                  "feature_attention")))  # fmt: skip
+            pred, temporal, feature = self._read(
+                x, raw, batch, batch.get("future_target"), teacher_forcing, generator
+            )
+            return ForecastOutput(pred, temporal, feature)
         truth = None
         if teacher_forcing > 0.0:
             truth = batch["future_target"]  # [B, H, T]
             if self.revin is not None:
                 truth = self.revin.normalize_like(truth)
+        memory, state, feature = self.encoder(x)
         pred, temporal, centres = self.decoder(
             self.dropout(memory),
             self._bridge(state),
@@ -392,17 +309,43 @@ class LSTMNetwork(nn.Module):
             teacher_forcing,
             generator,
         )
+        extras = {} if centres is None else {"attention_centres": centres}
         if self.revin is not None:
             pred = self.revin.denormalize(pred)
-        extras = {} if centres is None else {"attention_centres": centres}
-        return ForecastOutput(pred, temporal, feature_weights, extras=extras)
+        return ForecastOutput(pred, temporal, feature, extras=extras)
+
+    def _read(
+        self,
+        x: Tensor,
+        raw: Tensor,
+        batch: Batch,
+        truth: Tensor | None,
+        teacher_forcing: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The read decoder's forecast and maps (the feature map scattered over all F)."""
+        dec: ReadDecoder = self.decoder
+        memory = state = None
+        if dec.needs_states():
+            memory, state, _ = self.encoder(x)
+            memory, state = self.dropout(memory), self._bridge(state)
+        truth = truth if teacher_forcing > 0.0 else None
+        values = torch.cat([raw, batch["past_covariates"]], dim=-1)  # [B, L, V] data scale
+        pred, temporal, values_map = dec(
+            memory, state, x, values, batch["future_known"], truth, teacher_forcing, generator
+        )
+        feature = None
+        if values_map is not None:  # [B, L, V]: known covariates are never read (weight 0)
+            pad = values_map.new_zeros(*values_map.shape[:2], x.shape[-1] - values_map.shape[-1])
+            feature = torch.cat([values_map, pad], dim=-1)
+        return pred, temporal, feature
 
 
 @register_model(
     "darnn",
     kind="neural",
     defaults={"feature_attention": True, "attention": "bahdanau"},
-    description="DA-RNN: input attention over features + additive temporal attention",
+    description="DA-RNN: attention over features and time (additive), read decoder",
 )
 @register_model(
     "lstm_local",
@@ -428,7 +371,18 @@ class LSTMNetwork(nn.Module):
     defaults={"attention": "none"},
     description="LSTM encoder-decoder without attention",
 )
-@register_model("lstm", kind="neural", description="attention LSTM encoder-decoder")
+@register_model(
+    "lstm_classic",
+    kind="neural",
+    defaults={
+        "decoder": "classic",
+        "teacher_forcing": 0.5,
+        "tf_schedule": "linear",
+        "hidden_size": 64,
+    },
+    description="textbook Luong (dot) attention over encoder states, teacher forcing",
+)
+@register_model("lstm", kind="neural", description="attention LSTM encoder-decoder (read decoder)")
 class LSTMForecaster(TorchForecaster):
     """Attention LSTM encoder-decoder trained by the one loop in `forecast.training`."""
 

@@ -44,6 +44,9 @@ class RevIN(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_channels)) if affine else None
         self._mean: Tensor | None = None
         self._std: Tensor | None = None
+        # False lets gradients through the statistics: the exact derivative of the whole
+        # function, which integrated gradients needs (see forecast.interpret.gradients).
+        self.detach_stats = True
 
     def _check(self, x: Tensor, what: str) -> None:
         if x.ndim != 3 or x.shape[-1] != self.n_channels:
@@ -59,8 +62,11 @@ class RevIN(nn.Module):
         """
         self._check(x, "normalize")
         # Population variance, detached: the statistics are data, not something to learn.
-        self._mean = x.mean(dim=1, keepdim=True).detach()  # [B, 1, C]
-        var = x.var(dim=1, keepdim=True, unbiased=False).detach()
+        mean = x.mean(dim=1, keepdim=True)  # [B, 1, C]
+        var = x.var(dim=1, keepdim=True, unbiased=False)
+        if self.detach_stats:
+            mean, var = mean.detach(), var.detach()
+        self._mean = mean
         self._std = torch.sqrt(var + self.eps)  # [B, 1, C]
         return self.normalize_like(x)
 

@@ -27,14 +27,14 @@ Every forward returns per-layer, per-head maps in `extras` and their reduction t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowLayout
+from forecast.models.attention.maps import REDUCTIONS, reduce_attention
 from forecast.models.base import ForecastOutput
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
@@ -48,7 +48,7 @@ from forecast.models.transformer_layers import (
 from forecast.training import TorchForecaster, TrainConfig
 
 DECODINGS = ("autoregressive", "direct")
-REDUCTIONS = ("mean", "layer", "rollout")
+__all__ = ["REDUCTIONS", "TransformerConfig", "TransformerForecaster", "reduce_attention"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ class TransformerConfig(TrainConfig):
         revin_affine: learnable scale and shift inside RevIN.
         attention_reduction: how `temporal_attention` is reduced from the maps, see
             `reduce_attention`; 'layer' is the head-mean of the last decoder layer.
+        skip: add a linear map of each target's own window in NLinear form (last value
+            subtracted, then added back) to the forecast, so the network models what a
+            linear autoregression misses and the first step starts from the last
+            observation instead of from scratch.
     """
 
     d_model: int = 64
@@ -86,6 +90,7 @@ class TransformerConfig(TrainConfig):
     revin: bool = True
     revin_affine: bool = True
     attention_reduction: str = "layer"
+    skip: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,59 +114,6 @@ class TransformerConfig(TrainConfig):
             raise ValueError(
                 f"attention_dropout must be in [0, 1) or None, got {self.attention_dropout}"
             )
-
-
-def _head_mean(maps: Tensor) -> Tensor:
-    return maps.mean(dim=1)  # [B, nh, Tq, Tk] -> [B, Tq, Tk]
-
-
-def reduce_attention(
-    maps: ForecastOutput | Mapping[str, Any], how: str = "mean", layer: int = -1
-) -> Tensor:
-    """Reduce per-layer, per-head transformer maps to temporal attention [B, H, L].
-
-    Rows of the result sum to 1, like the LSTM models' `temporal_attention`, so every
-    interpretation tool reads both families.
-
-    Args:
-        maps: a transformer `ForecastOutput`, or its `extras` with the lists
-            'decoder_cross_attention' ([B, nh, H, L] per layer) and, for 'rollout',
-            'encoder_self_attention' ([B, nh, L, L] per layer).
-        how: 'mean': cross-attention averaged over heads and decoder layers; 'layer':
-            averaged over heads in decoder layer `layer`; 'rollout': attention rollout
-            (Abnar & Zuidema, 2020): the head-mean encoder self-attention of each layer
-            plus the identity for the residual path, rows renormalised, multiplied
-            through the encoder, then the cross-attention of decoder layer `layer`.
-            With one decoder layer, 'mean' and 'layer' agree.
-        layer: decoder layer for 'layer' and 'rollout' (Python index, -1 = last).
-    """
-    extras = maps.extras if isinstance(maps, ForecastOutput) else maps
-    if "decoder_cross_attention" not in extras:
-        raise ValueError(
-            "reduce_attention needs 'decoder_cross_attention' in the maps (a transformer "
-            f"ForecastOutput or its extras); got keys {sorted(extras)}"
-        )
-    cross = list(extras["decoder_cross_attention"])
-    if how not in REDUCTIONS:
-        raise ValueError(f"unknown attention reduction {how!r}; expected one of {list(REDUCTIONS)}")
-    if not -len(cross) <= layer < len(cross):
-        raise ValueError(
-            f"layer={layer} is out of range for {len(cross)} decoder layer(s); "
-            f"expected {-len(cross)} <= layer < {len(cross)}"
-        )
-    if how == "mean":
-        return torch.stack([_head_mean(c) for c in cross]).mean(dim=0)  # [B, H, L]
-    chosen = _head_mean(cross[layer])  # [B, H, L]
-    if how == "layer":
-        return chosen
-    rollout = None
-    for a in extras["encoder_self_attention"]:
-        a = _head_mean(a)  # [B, L, L]
-        # The residual stream carries each token past the attention: add it as identity.
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        a = a / a.sum(dim=-1, keepdim=True)
-        rollout = a if rollout is None else a @ rollout  # [B, L, L] top layer -> inputs
-    return chosen if rollout is None else chosen @ rollout  # [B, H, L]
 
 
 class TransformerNetwork(nn.Module):
@@ -200,7 +152,15 @@ class TransformerNetwork(nn.Module):
         self.enc_norm = nn.LayerNorm(D)
         self.dec_norm = nn.LayerNorm(D)
         self.head = nn.Linear(D, nt)
+        self.skip = nn.Linear(L, H) if config.skip else None
         self.revin = RevIN(nt, affine=config.revin_affine) if config.revin else None
+
+    def _skip(self, past: Tensor) -> Tensor | None:
+        """The NLinear skip [B, H, targets] from the (normalised) past targets."""
+        if self.skip is None:
+            return None
+        last = past[:, -1:]  # [B, 1, targets]
+        return self.skip((past - last).transpose(1, 2)).transpose(1, 2) + last
 
     def encode(
         self, batch: Batch, past: Tensor, corrupt: Callable[[Tensor], Tensor] | None = None
@@ -237,7 +197,7 @@ class TransformerNetwork(nn.Module):
         return base.expand(B, -1, -1)  # [B, h, D]
 
     def _decode_parallel(
-        self, y: Tensor, memory: Tensor
+        self, y: Tensor, memory: Tensor, skip: Tensor | None
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """All H steps at once behind the causal mask: [B, H, targets] and the maps."""
         y = self.dropout(y)
@@ -246,10 +206,11 @@ class TransformerNetwork(nn.Module):
             y, sw, cw = layer(y, memory, self_mask=self.mask)
             self_maps.append(sw)
             cross_maps.append(cw)
-        return self.head(self.dec_norm(y)), self_maps, cross_maps
+        pred = self.head(self.dec_norm(y))
+        return (pred if skip is None else pred + skip), self_maps, cross_maps
 
     def _decode_free(
-        self, batch: Batch, last: Tensor, memory: Tensor
+        self, batch: Batch, last: Tensor, memory: Tensor, skip: Tensor | None
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """Step by step on the model's own predictions, one token per step via a cache."""
         H = self.layout.horizon
@@ -264,6 +225,8 @@ class TransformerNetwork(nn.Module):
                 self_rows[i].append(nn.functional.pad(sw, (0, H - h - 1)))  # [B, nh, 1, H]
                 cross_rows[i].append(cw)  # [B, nh, 1, L]
             prev = self.head(self.dec_norm(y))  # [B, 1, targets]
+            if skip is not None:
+                prev = prev + skip[:, h : h + 1]
             preds.append(prev)
         self_maps = [torch.cat(rows, dim=2) for rows in self_rows]  # [B, nh, H, H]
         cross_maps = [torch.cat(rows, dim=2) for rows in cross_rows]  # [B, nh, H, L]
@@ -291,12 +254,13 @@ class TransformerNetwork(nn.Module):
         memory, enc_maps = self.encode(batch, past)
         H = self.layout.horizon
         last = past[:, -1:]  # [B, 1, targets] decoder input of step 0
+        skip = self._skip(past)
         if self.config.decoding == "direct":
             pred, self_maps, cross_maps = self._decode_parallel(
-                self._queries(batch, slice(0, H)), memory
+                self._queries(batch, slice(0, H)), memory, skip
             )
         elif teacher_forcing == 0.0:
-            pred, self_maps, cross_maps = self._decode_free(batch, last, memory)
+            pred, self_maps, cross_maps = self._decode_free(batch, last, memory, skip)
         else:
             future = batch["future_target"]
             if self.revin is not None:
@@ -305,13 +269,15 @@ class TransformerNetwork(nn.Module):
             queries = self._queries(batch, slice(0, H))
             if teacher_forcing < 1.0:
                 with torch.no_grad():
-                    first, _, _ = self._decode_parallel(self.dec_value(truth) + queries, memory)
+                    first, _, _ = self._decode_parallel(
+                        self.dec_value(truth) + queries, memory, skip
+                    )
                 sampled = torch.cat([last, first[:, :-1]], dim=1)  # [B, H, targets]
                 keep = torch.rand(truth.shape[:2], generator=generator) < teacher_forcing
                 keep[:, 0] = True  # step 0's input is the last observed value, never sampled
                 truth = torch.where(keep.to(truth.device)[..., None], truth, sampled)
             pred, self_maps, cross_maps = self._decode_parallel(
-                self.dec_value(truth) + queries, memory
+                self.dec_value(truth) + queries, memory, skip
             )
         if self.revin is not None:
             pred = self.revin.denormalize(pred)

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from forecast.models.attention.normalizers import uniform
+
 KVCache = dict[str, Tensor]
 
 
@@ -71,6 +73,8 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.is_temporal_attention = False  # True on cross-attention (decoder -> encoder)
+        self.uniform = False  # True: uniform weights instead (an ablation, see interpret)
 
     def _split(self, x: Tensor) -> Tensor:
         B, T, D = x.shape
@@ -114,7 +118,7 @@ class MultiHeadAttention(nn.Module):
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # [B, nh, Tq, Tk]
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
-        weights = F.softmax(scores, dim=-1)  # [B, nh, Tq, Tk]
+        weights = uniform(scores) if self.uniform else F.softmax(scores, dim=-1)  # [B,nh,Tq,Tk]
         context = self.dropout(weights) @ v  # [B, nh, Tq, hs]
         B, nh, Tq, hs = context.shape
         context = context.transpose(1, 2).reshape(B, Tq, nh * hs)  # [B, Tq, D]
@@ -197,6 +201,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(d_model, n_heads, attn_p)
         self.norm2 = nn.LayerNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, attn_p)
+        self.cross_attn.is_temporal_attention = True
         self.norm3 = nn.LayerNorm(d_model)
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)

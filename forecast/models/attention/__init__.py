@@ -25,9 +25,12 @@ False (Luong) means the query is the current state s_t after the step and
 h~_t = tanh(W_c [c_t; s_t]) makes the prediction. Adding an attention type is one class
 (a subclass of `base.Attention`) plus one entry in `ATTENTIONS`.
 
+Any type can normalise its scores with softmax (default) or the sparse 'sparsemax' and
+'entmax15', which give exact zeros (`normalizer=`; masking stays -inf based).
+
 Modules: `base` (the interface, masking, the additive score), `scores` (Bahdanau and
 the global Luong scores), `local` (Luong local-m and local-p), `features` (DA-RNN
-input attention over features).
+input attention over features), `normalizers` (softmax, sparsemax, entmax-1.5).
 
 >>> import torch
 >>> att = create_attention("luong_dot", query_dim=4, key_dim=4)
@@ -49,6 +52,7 @@ from forecast.models.attention.local import (
     LocalMonotonicAttention,
     LocalPredictiveAttention,
 )
+from forecast.models.attention.normalizers import NORMALIZERS, entmax15, sparsemax
 from forecast.models.attention.scores import (
     BahdanauAttention,
     LuongConcatAttention,
@@ -67,7 +71,10 @@ __all__ = [
     "LuongConcatAttention",
     "LuongDotAttention",
     "LuongGeneralAttention",
+    "NORMALIZERS",
     "create_attention",
+    "entmax15",
+    "sparsemax",
 ]
 
 ATTENTIONS: dict[str, type[Attention] | None] = {
@@ -90,6 +97,7 @@ def create_attention(
     attention_dim: int | None = None,
     scale: bool = True,
     window: int = 8,
+    normalizer: str = "softmax",
 ) -> Attention | None:
     """Build the temporal attention `name` (None for 'none').
 
@@ -101,10 +109,18 @@ def create_attention(
             (default query_dim).
         scale: 1/sqrt(d) scaling of dot-product scores.
         window: half-width D of the local types' window (ignored by the others).
+        normalizer: 'softmax', 'sparsemax' or 'entmax15'.
     """
     if name not in ATTENTIONS:
         raise ValueError(f"unknown attention {name!r}; expected one of {list(ATTENTIONS)}")
     cls = ATTENTIONS[name]
     if cls is None:
         return None
-    return cls(query_dim, key_dim, attention_dim=attention_dim, scale=scale, window=window)
+    return cls(
+        query_dim,
+        key_dim,
+        attention_dim=attention_dim,
+        scale=scale,
+        window=window,
+        normalizer=normalizer,
+    )

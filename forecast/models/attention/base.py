@@ -8,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from forecast.models.attention.normalizers import get_normalizer, uniform
+
 
 def _additive_score(v: nn.Linear, query2: Tensor, keys2: Tensor) -> Tensor:
     """v^T tanh(a + b) over the last axis, up to a constant that softmax ignores, from
@@ -38,12 +40,16 @@ class Attention(nn.Module):
             network (ignored by the others).
         scale: multiply dot-product scores by 1/sqrt(D) (ignored by additive attention).
         window: half-width D of the local attentions' window (ignored by the others).
+        normalizer: scores -> weights: 'softmax', 'sparsemax' or 'entmax15' (see
+            `forecast.models.attention.normalizers`).
 
     Subclasses take `(query_dim, key_dim, **options)` and pass the options on; the
-    settings are then `self.attention_dim`, `self.scale` (a factor) and `self.window`.
+    settings are then `self.attention_dim`, `self.scale` (a factor), `self.window` and
+    `self.normalizer` (the name; `self.normalize` is the function).
     """
 
     uses_previous_state: ClassVar[bool] = False
+    is_temporal_attention: ClassVar[bool] = True  # `interpret.checks` may ablate it
 
     def __init__(
         self,
@@ -53,6 +59,7 @@ class Attention(nn.Module):
         attention_dim: int | None = None,
         scale: bool = True,
         window: int = 8,
+        normalizer: str = "softmax",
     ) -> None:
         super().__init__()
         self.query_dim = query_dim
@@ -60,6 +67,9 @@ class Attention(nn.Module):
         self.attention_dim = attention_dim or query_dim
         self.scale = 1.0 / math.sqrt(query_dim) if scale else 1.0
         self.window = window
+        self.normalizer = normalizer
+        self.normalize = get_normalizer(normalizer)
+        self.uniform = False  # True: uniform weights instead (an ablation, see interpret)
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
         """The query-independent part of the scores, computed once per sequence.
@@ -94,6 +104,21 @@ class Attention(nn.Module):
         if mask is None:
             return scores
         return scores.masked_fill(~mask[:, None, :], float("-inf"))
+
+    def masked_scores(
+        self, query: Tensor, prepared: Tensor, *, step: int = 0, horizon: int | None = None
+    ) -> Tensor:
+        """Scores [B, Q, L] of every query with the type's own masking applied (the local
+        types' windows), before any normaliser: for decoders that add their own terms
+        (a lag bias) and normalise themselves.
+
+        Args:
+            query: [B, Q, D], decoder steps step .. step + Q - 1.
+            prepared: `prepare_keys(keys)`.
+            step: decoder step of the first query.
+            horizon: number of decoder steps, if known.
+        """
+        return self.mask_scores(self.score(query, prepared), query, None, step, horizon)
 
     def attend(
         self,
@@ -158,7 +183,7 @@ class Attention(nn.Module):
         horizon: int | None,
     ) -> tuple[Tensor, Tensor]:
         """Context [B, Q, Dv] and weights [B, Q, L] from scores [B, Q, L]: masking (see
-        `mask_scores`), softmax, weighted average of `values`.
+        `mask_scores`), the normaliser, weighted average of `values`.
 
         Args:
             scores: `score(query, prepared)`.
@@ -177,7 +202,7 @@ class Attention(nn.Module):
             if not bool(mask.any(dim=1).all()):
                 raise ValueError("mask hides every position of some row; expected >= 1 True")
         scores = self.mask_scores(scores, query, mask, step, horizon)
-        weights = torch.softmax(scores, dim=-1)  # [B, Q, L]
+        weights = uniform(scores) if self.uniform else self.normalize(scores)  # [B, Q, L]
         return torch.bmm(weights, values), weights  # [B, Q, Dv], [B, Q, L]
 
     def forward(

@@ -1,0 +1,317 @@
+"""The read decoder: the forecast is read from the inputs through the attention.
+
+A classic attention decoder mixes encoder *states*: a recurrent summary, from which a
+map that points at step t - k does not tell whether the forecast used the input at
+t - k, and the decoder can forecast from its own state and ignore the map. This decoder
+closes both doors:
+
+- **What is read is the input itself.** Every past target and past covariate x_{j,v}
+  (j an input step, v a feature; also its negation -x_{j,v}, so a convex mixture can
+  read a feature with either sign) is a value. Each feature has its own distribution
+  over input steps a_{h,v,j} and the features are mixed by weights beta_{h,v}: the
+  forecast step h reads r_h = sum_{v,j} beta_{h,v} a_{h,v,j} x_{j,v}, a convex
+  combination of inputs. pi_{h,j,v} = beta_{h,v} a_{h,v,j} is one probability
+  distribution over (input step, feature): the map *is* the weights of what is read.
+- **No bypass.** The forecast is y_h = w r_h + b + (known-future covariates at h) W_k
+  + skip_h: the only path from the past covariates to the forecast goes through pi.
+  skip_h is a linear map of the targets' own window in NLinear form (the last value
+  subtracted, then added back), which anchors the first step on the last observation
+  and carries the autoregressive part, as a ridge regression would.
+- **Where to look** is a learnable lag prior plus content: the score of input step j
+  for step h and feature v is c_h(j) + b_v(lag), lag = L + h - j (rows between the
+  input and the forecast target, the same for every step when a driver acts at a fixed
+  lag, so the peak moves one step per horizon step by construction). c_h(j) is the
+  attention type's score (Bahdanau, Luong dot / general / concat, local-m / local-p) of
+  the decoder state at step h against the encoder state at j plus a projection of the
+  input at j. Content enters through a gate that starts at 0 and stays frozen during
+  the first `attention_warmup` epochs (see `set_epoch`): the lags are found first,
+  then content may move the map where that helps the validation loss.
+- **Feature mixing** beta is a learned distribution per target; with
+  `feature_attention` (DA-RNN) it also depends on the window: an additive score of the
+  decoder state against each feature's input series (Qin et al.'s input attention, asked
+  at decoding time), behind the same gate.
+
+The decoder LSTM runs over the horizon on the known-future covariates and a one-hot of
+the step (`decoding='direct'`, one call), or step by step also fed the previous
+forecast (`'autoregressive'`, with teacher forcing); either way it only shapes the
+queries. Measured on a lagged-driver generator and ETTh1 in `bench/attention_accuracy.py`
+(see docs/benchmarks.md).
+
+A few scalars (the lag prior, the feature logits, the read's scale) are stored divided
+by `FAST = 10` and multiplied back in `forward`: under Adam this gives them a 10x larger
+effective learning rate, so the map sharpens within the epochs the rest needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from forecast.data.windows import WindowLayout
+from forecast.models.attention import create_attention
+from forecast.models.attention.normalizers import get_normalizer, uniform
+
+FAST = 10.0
+DECODINGS = ("direct", "autoregressive")
+
+
+class ReadDecoder(nn.Module):
+    is_temporal_attention = True  # `interpret.checks` may set `uniform`
+
+    """Forecast [B, H, T] read from the inputs; see the module docstring.
+
+    With `attention='none'` there is no read: the forecast is a linear map of the decoder
+    state (plus the skip and the known-covariate term), the plain encoder-decoder.
+
+    Args:
+        layout: shapes and column roles of the windows.
+        state_dim: size of the encoder states.
+        cfg: the model config (`forecast.models.lstm.LSTMConfig`).
+    """
+
+    def __init__(self, layout: WindowLayout, state_dim: int, cfg: Any) -> None:
+        super().__init__()
+        D, L, H = cfg.hidden_size, layout.input_length, layout.horizon
+        T, K = layout.n_targets, layout.n_known
+        self.n_targets = T
+        self.n_values = T + layout.n_past  # features read: targets and past covariates
+        V2 = 2 * self.n_values  # each with both signs
+        F = len(layout.encoder_features)
+        self.horizon, self.autoregressive = H, cfg.decoding == "autoregressive"
+        self.warmup = cfg.attention_warmup
+        # A buffer, so best-epoch snapshots and checkpoints carry the phase with the weights.
+        self.register_buffer("content_on", torch.tensor(self.warmup == 0))
+        self.content_tried = self.warmup == 0
+        self.attention = create_attention(
+            cfg.attention,
+            D,
+            D,
+            attention_dim=cfg.attention_dim,
+            scale=cfg.attention_scale,
+            window=cfg.attention_window,
+            normalizer=cfg.normalizer,
+        )
+        self.normalize = get_normalizer(cfg.normalizer)
+        self.uniform = False  # True: uniform weights over the input steps (an ablation)
+        # Queries: a decoder LSTM over [known covariates, one-hot step (, previous forecast)].
+        dec_in = K + H + (T if self.autoregressive else 0)
+        between = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.lstm = nn.LSTM(dec_in, D, cfg.num_layers, batch_first=True, dropout=between)
+        self.register_buffer("steps", torch.eye(H), persistent=False)
+        self.known = nn.Linear(K, T) if K else None
+        self.skip = nn.Linear(L, H)  # NLinear on each target's own window, shared
+        if self.attention is None:
+            self.state_head = nn.Linear(D, T)
+            return
+        self.step_query = nn.Parameter(torch.zeros(H, D))
+        self.key_state = nn.Linear(state_dim, D, bias=False)
+        self.key_input = nn.Linear(F, D)
+        self.gate = nn.Parameter(torch.zeros(()))  # content's weight, 0 at the start
+        # The lag prior per read feature, indexed by lag - 1 = L + h - j - 1.
+        self.lag_prior = nn.Parameter(torch.zeros(V2, L + H - 1))
+        h, j = torch.arange(H)[:, None], torch.arange(L)[None, :]
+        self.register_buffer("lag_index", L - 1 + h - j, persistent=False)  # [H, L]
+        self.feature_logits = nn.Parameter(torch.zeros(T, V2))
+        self.feature_score = None
+        if cfg.feature_attention:  # DA-RNN input attention, asked by the decoder state
+            A = cfg.attention_dim or D
+            self.feature_score = nn.ModuleDict(
+                {
+                    "W": nn.Linear(D, A, bias=False),
+                    "U": nn.Linear(L, A),
+                    "v": nn.Linear(A, 1, bias=False),
+                }
+            )
+        self.read_scale = nn.Parameter(torch.full((T,), 1.0 / FAST))
+        self.read_bias = nn.Parameter(torch.zeros(T))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Content scores (and DA-RNN feature scores) join after `attention_warmup`
+        epochs at the latest (earlier through `next_phase`); until then the map is the
+        lag prior alone and no LSTM runs.
+
+        Args:
+            epoch: the training epoch about to run, from 1.
+        """
+        if epoch == 1:
+            self.content_tried = False
+        if epoch > self.warmup and not self.content_tried:
+            self.content_on.fill_(True)
+            self.content_tried = True
+
+    def next_phase(self) -> bool:
+        """Start the content phase now (the training loop calls this where early stopping
+        would end the lag-prior phase); False if it has started already.
+        """
+        if bool(self.content_on) or self.attention is None or self.content_tried:
+            return False
+        self.content_on.fill_(True)
+        self.content_tried = True  # not in the state dict: restoring weights keeps it
+        return True
+
+    def chunk_rows(self, rows: int, budget: int = 1 << 25) -> int:
+        """Windows per forward pass that keep the per-feature maps [rows, 2V, H, L] under
+        `budget` elements; only without autograd (training batches are the user's)."""
+        if torch.is_grad_enabled() or self.attention is None:
+            return rows
+        per_row = 2 * self.n_values * self.horizon * self.lag_index.shape[1]
+        return max(1, min(rows, budget // per_row))
+
+    @property
+    def phase(self) -> int:
+        """1 while the map is the lag prior alone, 2 once content has joined."""
+        return 2 if self.attention is not None and bool(self.content_on) else 1
+
+    def needs_states(self) -> bool:
+        """Whether this forward reads the encoder (and decoder) LSTMs."""
+        return self.attention is None or bool(self.content_on)
+
+    def _feature_weights(self, s: Tensor | None, values: Tensor) -> Tensor:
+        """beta [B or 1, Hq or 1, T, V2]: how the read mixes the features."""
+        logits = FAST * self.feature_logits  # [T, V2]
+        if self.feature_score is None or s is None:
+            return torch.softmax(logits, dim=-1)[None, None]
+        fs = self.feature_score
+        keys = fs["U"](values.transpose(1, 2))  # [B, V2, A]: each feature's input series
+        e = fs["v"](torch.tanh(fs["W"](s)[:, :, None] + keys[:, None])).squeeze(-1)  # [B,Hq,V2]
+        return torch.softmax(logits + self.gate * e[:, :, None], dim=-1)  # [B, Hq, T, V2]
+
+    def _steps(
+        self, q: Tensor | None, keys: Tensor | None, values: Tensor, lo: int
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The read part of steps lo .. lo + Hq - 1: y [B, Hq, T], maps [B, Hq, L] and
+        [B, L, V] (summed over these steps, not yet averaged).
+
+        Args:
+            q: queries [B, Hq, D] (None during the warm-up).
+            keys: prepared keys (None during the warm-up).
+            values: [B, L, 2V] the inputs read, both signs.
+            lo: the first step.
+        """
+        if self.attention is None:
+            return self.state_head(q), None, None
+        B, Hq = values.shape[0], (q.shape[1] if q is not None else self.horizon - lo)
+        scores = FAST * self.lag_prior[None, :, self.lag_index[lo : lo + Hq]]  # [1, 2V, Hq, L]
+        if q is not None:
+            c = self.attention.masked_scores(q, keys, step=lo, horizon=self.horizon)  # [B,Hq,L]
+            hidden = torch.isneginf(c)  # outside a local window
+            c = self.gate * c.masked_fill(hidden, 0.0)
+            scores = (scores + c[:, None]).masked_fill(hidden[:, None], float("-inf"))
+        a = (uniform if self.uniform else self.normalize)(scores)  # [B or 1, 2V, Hq, L]
+        a = a.expand(B, *a.shape[1:])
+        read = torch.einsum("bvhl,blv->bhv", a, values)  # [B, Hq, 2V]
+        beta = self._feature_weights(q, values)
+        T = beta.shape[2]
+        beta = beta.expand(B, Hq, T, beta.shape[3])
+        y = FAST * self.read_scale * torch.einsum("bhtv,bhv->bht", beta, read) + self.read_bias
+        # The map pi_{h,j,v} = beta_{h,v} a_{h,v,j}, averaged over targets, both signs of
+        # a feature together; marginals only ([B, Hq, L] and [B, L, V]), never pi itself.
+        temporal = torch.einsum("bhtv,bvhl->bhl", beta, a) / T
+        per_value = torch.einsum("bhtv,bvhl->blv", beta, a) / T
+        V = self.n_values
+        return y, temporal, per_value[..., :V] + per_value[..., V:]
+
+    def forward(
+        self,
+        memory: Tensor | None,
+        state: tuple[Tensor, Tensor] | None,
+        x: Tensor,
+        inputs: Tensor,
+        future_known: Tensor,
+        truth: Tensor | None = None,
+        teacher_forcing: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Forecast [B, H, T], temporal map [B, H, L] and the map over (input step, read
+        feature) [B, L, V] averaged over the steps (both None without attention).
+
+        Args:
+            memory: encoder states [B, L, state_dim] (None when `needs_states()` is False).
+            state: the decoder's initial (h, c) [layers, B, D] (None likewise).
+            x: the encoder input [B, L, F] (targets, maybe RevIN-normalised, past
+                covariates, past known): it forms the keys.
+            inputs: what can be read, in the data's (scaled) units [B, L, V]: the
+                targets, then the past covariates.
+            future_known: [B, H, K].
+            truth: true future targets [B, H, T] (teacher forcing only).
+            teacher_forcing: probability of feeding the true previous target
+                (autoregressive decoding).
+            generator: random generator of the teacher-forcing draws.
+        """
+        B, H = x.shape[0], self.horizon
+        T = self.n_targets
+        past = inputs[..., :T]  # [B, L, T]
+        last = past[:, -1:]  # [B, 1, T]
+        # Targets are read relative to the last observation (level shifts cancel, as in
+        # NLinear); covariates as they are (their effect does not depend on the level).
+        values = torch.cat([past - last, inputs[..., T:]], dim=-1)  # [B, L, V]
+        values = torch.cat([values, -values], dim=-1)  # [B, L, 2V]
+        base = self.skip((past - last).transpose(1, 2)).transpose(1, 2) + last  # [B, H, T]
+        if self.known is not None:
+            base = base + self.known(future_known)
+        keys = None
+        if self.needs_states() and self.attention is not None:
+            keys = self.attention.prepare_keys(self.key_state(memory) + self.key_input(x))
+        steps = self.steps.expand(B, -1, -1)  # [B, H, H] one-hot of the step
+        previous = self.attention is not None and self.attention.uses_previous_state
+        if not self.needs_states():  # warm-up: the lag prior only, no query
+            y, temporal, per_value = self._steps(None, None, values, 0)
+        elif not self.autoregressive:
+            s, _ = self.lstm(torch.cat([future_known, steps], dim=-1), state)  # [B, H, D]
+            if previous:  # Bahdanau: the query of step h is the state after step h - 1
+                s = torch.cat([state[0][-1][:, None], s[:, :-1]], dim=1)
+            q = s + self.step_query if self.attention is not None else s
+            y, temporal, per_value = self._steps(q, keys, values, 0)
+        else:
+            return self._loop(
+                state, keys, values, future_known, base, last, truth, teacher_forcing, generator
+            )
+        per_value = per_value / H if per_value is not None else None
+        return base + y, temporal, per_value
+
+    def _loop(
+        self,
+        state: tuple[Tensor, Tensor],
+        keys: Tensor | None,
+        values: Tensor,
+        future_known: Tensor,
+        base: Tensor,
+        last: Tensor,
+        truth: Tensor | None,
+        teacher_forcing: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Autoregressive decoding: step h's query also sees the forecast of step h - 1
+        (or the truth, with probability `teacher_forcing`)."""
+        B, H = values.shape[0], self.horizon
+        use_truth = None
+        if truth is not None and 0.0 < teacher_forcing < 1.0:
+            where = generator.device if generator is not None else torch.device("cpu")
+            draw = torch.rand(B, H, 1, generator=generator, device=where)
+            use_truth = (draw < teacher_forcing).to(values.device)  # [B, H, 1]
+        previous = self.attention is not None and self.attention.uses_previous_state
+        h_prev = state[0][-1][:, None]  # [B, 1, D] the state before step 0
+        prev = last  # [B, 1, T] the last observed targets feed step 0
+        ys, temporals, per_value = [], [], 0.0
+        for t in range(H):
+            step = self.steps[t].expand(B, 1, H)
+            s, state = self.lstm(torch.cat([future_known[:, t : t + 1], step, prev], -1), state)
+            q = h_prev if previous else s
+            if self.attention is not None:
+                q = q + self.step_query[t]
+            y, temporal, pv = self._steps(q, keys, values, t)
+            y = y + base[:, t : t + 1]  # [B, 1, T]
+            ys.append(y)
+            temporals.append(temporal)
+            per_value = per_value + pv if pv is not None else None
+            h_prev = s
+            if truth is not None and teacher_forcing >= 1.0:
+                prev = truth[:, t : t + 1]
+            elif use_truth is not None:
+                prev = torch.where(use_truth[:, t : t + 1], truth[:, t : t + 1], y)
+            else:
+                prev = y
+        temporal = torch.cat(temporals, dim=1) if temporals[0] is not None else None
+        return torch.cat(ys, dim=1), temporal, (per_value / H if per_value is not None else None)
