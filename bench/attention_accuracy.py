@@ -123,7 +123,9 @@ def synthetic(args: argparse.Namespace, extra: dict) -> list[dict]:
                     slope=check.slope,
                     entropy=check.entropy,
                     peak_lags=check.peak_lags,
-                    distractors={k: round(v["mass_ratio"], 2) for k, v in check.distractors.items()},
+                    distractors={
+                        k: round(v["mass_ratio"], 2) for k, v in check.distractors.items()
+                    },
                 )
             if preds.feature_attention is not None:
                 fmap = preds.feature_attention.sum(axis=(0, 1))  # [F]

@@ -59,6 +59,9 @@ VARIANTS = [
     ("none_tf_fast", "none", False, 1.0, True),
     ("none", "none", False, 0.5, True),
     ("darnn", "bahdanau", True, 0.5, True),
+    # The read decoder (the default `lstm`), in its content phase: direct decoding.
+    ("read_luong_dot", "luong_dot", False, 0.0, True),
+    ("read_bahdanau", "bahdanau", False, 0.0, True),
 ]
 
 
@@ -69,11 +72,15 @@ class _Bench(LSTMForecaster):
 
     def build_network(self) -> LSTMNetwork:
         net = super().build_network()
-        net.decoder.use_fast_path = self.fast_path
+        if hasattr(net.decoder, "use_fast_path"):  # the classic decoder's paths
+            net.decoder.use_fast_path = self.fast_path
         return net
 
 
-def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, fast: bool):
+def _time_variant(
+    ds: WindowDataset, attention: str, feature: bool, tf: float, fast: bool, name: str = ""
+):
+    read = name.startswith("read_")
     model = _Bench(
         ds.layout,
         _Bench.Config(
@@ -86,6 +93,8 @@ def _time_variant(ds: WindowDataset, attention: str, feature: bool, tf: float, f
             tf_schedule="constant",
             progress=False,
             device="cpu",
+            decoder="read" if read else "classic",
+            attention_warmup=0,
         ),
     )
     model.fast_path = fast
@@ -96,9 +105,9 @@ def _decoder_path(model: _Bench, tf: float) -> str:
     """How the trained model's decoder ran: one LSTM call over the horizon, a fused loop
     (`forecast.models.fused`), or the autograd step loop; read off the decoder itself."""
     decoder = model.network.decoder.train()
-    if decoder.use_fast_path and tf >= 1.0 and not decoder.feeds_context:
-        return "one call"
-    return "fused loop" if decoder._fused() else "step loop"
+    if not hasattr(decoder, "path"):
+        return "read decoder (direct, one call)"
+    return {"one_call": "one call", "loop": "step loop"}.get(decoder.path(tf), "fused loop")
 
 
 def main() -> None:
@@ -109,7 +118,7 @@ def main() -> None:
     _time_variant(reference_dataset(BATCH * 4), "luong_general", False, 1.0, True)  # warm-up
     chosen = [v for v in VARIANTS if not args.only or v[0] in args.only]
     settings = {v[0]: v[1:] for v in chosen}
-    runs = run_rounds(list(settings), lambda n: _time_variant(ds, *settings[n]), args.repeats)
+    runs = run_rounds(list(settings), lambda n: _time_variant(ds, *settings[n], n), args.repeats)
     rows = []
     for name, attention, feature, tf, _ in chosen:
         train = [r[0] for r in runs[name]]

@@ -304,7 +304,9 @@ def interpretation_blocks(run_dir: Path) -> list[Block]:
         for fig in summary.get("key_figures", []):
             if (path.parent / fig).is_file():
                 blocks.append(("img", f"{rel}/{fig}"))
-        blocks.append(("p", f"All figures with their data: {rel}/, the verdicts: {rel}/summary.md."))
+        blocks.append(
+            ("p", f"All figures with their data: {rel}/, the verdicts: {rel}/summary.md.")
+        )
     return blocks
 
 

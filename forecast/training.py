@@ -78,7 +78,7 @@ class TrainConfig(ModelConfig):
             'off', 'bf16' (CUDA, or a CPU with bfloat16 instructions) or 'fp16' (CUDA).
             Validation and prediction run in float32.
         compile: train through `torch.compile(network)` (a one-off compile of tens of
-            seconds; worth it on a GPU and for long runs, measured no faster for the
+            seconds; worth it on a GPU and for long runs, no faster for the
             LSTMs on CPU). Validation and prediction use the eager network.
         progress: show a tqdm bar.
         max_train_windows: train each epoch on a random subset of this many windows.

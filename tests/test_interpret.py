@@ -460,9 +460,10 @@ def test_interpret_model_for_a_torch_model_with_attention(tmp_path, data, tiny):
     # network has an attention module to replace (this test network has none: said so).
     checks = report.summary["sections"]["checks"]
     assert "untrained_check" in checks
-    assert "ablation" in checks or any("no attention ablation" in n for n in report.summary["notes"])
-    assert report.summary["key_figures"] and all((tmp_path / f).exists()
-                                                 for f in report.summary["key_figures"])  # fmt: skip
+    notes = report.summary["notes"]
+    assert "ablation" in checks or any("no attention ablation" in n for n in notes)
+    figures = report.summary["key_figures"]
+    assert figures and all((tmp_path / f).exists() for f in figures)
 
 
 def test_sections_run_alone(tmp_path, data, tiny):

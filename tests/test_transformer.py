@@ -50,9 +50,15 @@ def _batch(seed: int = 0, b: int = B, layout: WindowLayout = LAYOUT) -> dict[str
 def _net(
     decoding: str = "autoregressive", layout: WindowLayout = LAYOUT, **kw
 ) -> TransformerNetwork:
+    """A network whose output head is not zero: with the NLinear skip the head starts at
+    0 (the model starts as the linear skip), which would hide the network from the
+    causality and gradient checks; after one training step it is not 0 either."""
     torch.manual_seed(0)
     cfg = TransformerConfig(**{**SMALL, "decoding": decoding, **kw})
-    return TransformerNetwork(layout, cfg).eval()
+    net = TransformerNetwork(layout, cfg).eval()
+    with torch.no_grad():
+        net.head.weight.normal_(0.0, 0.3)
+    return net
 
 
 # ------------------------------------------------------------------ building blocks
@@ -300,3 +306,18 @@ def test_attention_dropout_is_separate_from_residual_dropout():
     assert rates(attention_dropout=0.0) == {("dropout", 0.0), ("other", 0.3)}
     with pytest.raises(ValueError, match="attention_dropout must be in"):
         TransformerConfig(attention_dropout=1.0)
+
+
+def test_a_fresh_network_forecasts_its_linear_skip():
+    """With `skip`, the output head starts at 0: before training the forecast is the
+    NLinear skip on the targets' window (last value + linear map of the differences), so
+    training starts from a linear autoregression and learns what it misses."""
+    torch.manual_seed(0)
+    net = TransformerNetwork(LAYOUT, TransformerConfig(**{**SMALL, "revin": False})).eval()
+    batch = _batch()
+    past = batch["past_target"]
+    last = past[:, -1:]
+    expected = net.skip((past - last).transpose(1, 2)).transpose(1, 2) + last
+    torch.testing.assert_close(net(batch).prediction, expected, rtol=0, atol=1e-6)
+    plain = TransformerNetwork(LAYOUT, TransformerConfig(**{**SMALL, "skip": False}))
+    assert plain.skip is None and plain.head.weight.abs().sum() > 0

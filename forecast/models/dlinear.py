@@ -41,9 +41,8 @@ DECOMPOSITIONS = ("moving_average", "last")
 class DLinearConfig(TrainConfig):
     """The linear models' settings; training settings come from `TrainConfig`, with the
     paper's recipe as defaults (Adam, lr 0.005 halved every epoch, batch 32, 10 epochs,
-    patience 3): with it, on ETTh1 at input 336, horizon 96, `nlinear_net` scores 0.0534
-    on track U (published NLinear 0.053) and `dlinear` 0.3708 on track M (published
-    DLinear 0.375), mean of 3 seeds (bench/accuracy_suite.py, docs/benchmarks.md).
+    patience 3), which reproduces the published ETTh1 figures (bench/accuracy_suite.py,
+    docs/benchmarks.md).
 
     Args:
         decomposition: 'moving_average' (DLinear: trend + remainder) or 'last' (NLinear:

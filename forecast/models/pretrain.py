@@ -26,8 +26,8 @@ or with those weights frozen (`finetune='probe'`: only the decoder and head lear
 Both stages run through `TorchForecaster.fit`, the one training loop: the pretraining
 stage swaps in a pretraining config, network and loss, and nothing else.
 
-Measured (`configs/pretrain.toml`, synthetic data, 3 seeds): pretraining did not beat
-training from scratch on the same fine-tuning budget (see the comment in that file).
+`configs/pretrain.toml` compares it with training from scratch on the same fine-tuning
+budget; the figures are in docs/benchmarks.md.
 """
 
 from __future__ import annotations

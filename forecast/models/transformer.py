@@ -153,6 +153,9 @@ class TransformerNetwork(nn.Module):
         self.dec_norm = nn.LayerNorm(D)
         self.head = nn.Linear(D, nt)
         self.skip = nn.Linear(L, H) if config.skip else None
+        if self.skip is not None:  # start as the linear skip; the network learns the rest
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.revin = RevIN(nt, affine=config.revin_affine) if config.revin else None
 
     def _skip(self, past: Tensor) -> Tensor | None:

@@ -19,8 +19,8 @@ def _additive_score(v: nn.Linear, query2: Tensor, keys2: Tensor) -> Tensor:
     position, so the softmax weights are those of v^T tanh(z). It is computed that way
     because torch.tanh costs ~4x torch.sigmoid on x86 CPUs, and the doubling is done on
     the small query and once per sequence on the keys, so the large [B, Q, L, A] tensor of
-    a Bahdanau decoder step is written once and activated in place: fwd + bwd per step
-    fell from 1.5 (tanh) to 1.0 (sigmoid) to 0.65-0.8 ms (this form), measured.
+    a Bahdanau decoder step is written once and activated in place (the timings are in
+    docs/benchmarks.md, LSTM throughput).
 
     Args:
         v: the Linear(A, 1) scoring vector.

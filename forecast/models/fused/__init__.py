@@ -4,7 +4,8 @@ A decoder whose next input depends on its last prediction (teacher forcing below
 free-running) or whose step input holds the context (Bahdanau) cannot run its horizon
 in one LSTM call. Under autograd each of its H steps records dozens of small nodes; on
 a CPU their dispatch is most of a training step. The nodes here run the same arithmetic
-as `Decoder.forward`'s step loop (one LSTM layer, the head on [s_t; c_t] for Bahdanau,
+as `ClassicDecoder.forward`'s step loop (`forecast.models.lstm_classic`: one LSTM
+layer, the head on [s_t; c_t] for Bahdanau,
 on h~ = tanh(W_c [c_t; s_t]) for Luong):
 
 - forward runs the loop with `torch.lstm_cell` and keeps each step's inputs and states;
@@ -14,11 +15,10 @@ on h~ = tanh(W_c [c_t; s_t]) for Luong):
   gradient afterwards as one matrix product over all steps, instead of H small ones.
 
 `bahdanau_decode` (additive score) and `luong_decode` (dot and general scores) are the
-two nodes; `Decoder._fused()` says when one runs (one LSTM layer, no dropout active).
-At the benchmark's size (B 32, L 96, H 24, D 64, 2 threads) a training step ran
-1.4-1.7x faster than with the autograd loop, for Bahdanau and for Luong at teacher
-forcing 0.5 (`bench/bench_lstm.py`: `bahdanau` against `bahdanau_loop`, `luong_tf0.5`
-against `luong_tf0.5_loop`).
+two nodes; `ClassicDecoder.path` says when one runs (one LSTM layer, softmax, no
+dropout active). Their speed against the autograd loop is measured by
+`bench/bench_lstm.py` (`bahdanau` against `bahdanau_loop`, `luong_tf0.5` against
+`luong_tf0.5_loop`; figures in docs/benchmarks.md).
 
 `tests/test_fused_decoder.py` checks outputs and every gradient against the step loop in
 float64, for each teacher-forcing mode, and runs `torch.autograd.gradcheck` on each node.

@@ -15,8 +15,7 @@ from forecast.models.fused import steps
 
 KEEP_ACTIVATIONS_BYTES = 64 * 2**20
 """Largest [H, B, L, A] block of attention activations kept for backward; above it they
-are recomputed (one more sigmoid per step: 6-7 % slower training at the benchmark's
-size, measured by alternating the two batch by batch)."""
+are recomputed (one more sigmoid per step; the cost is in docs/benchmarks.md)."""
 
 ORDER = ["memory", "keys2", "h0", "c0", "last", "known", "truth", None,
          "W_s", "v", "W_ih", "W_hh", "b_ih", "b_hh", "W_o", "b_o"]  # fmt: skip
