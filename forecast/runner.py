@@ -287,6 +287,12 @@ class Runner:
         log.info(
             "%s seed %d: test mse %.4f mae %.4f (%.1fs)", name, seed, row["mse"], row["mae"], fit_s
         )
+        if row.get("stopped_early") is False and bundle.val is not None:
+            log.warning(
+                "%s seed %d: training ended at the epoch budget (%d epochs), not by early "
+                "stopping: it may not have converged (raise train.epochs)",
+                name, seed, row["epochs_run"],
+            )  # fmt: skip
         self.folder.write_npz(f"{stem}.npz", prediction=preds.prediction)
         if first:
             self.models[name] = model

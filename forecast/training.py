@@ -282,6 +282,9 @@ class TorchForecaster(Forecaster):
         generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and coin flips
         self.device = resolve_device(cfg.device)
         self.network = self.build_network().to(self.device)
+        warm_start = getattr(self.network, "warm_start", None)  # data-dependent init
+        if warm_start is not None:
+            warm_start(train)
         optimizer = self._optimizer()
         precision = _Precision(cfg.amp, self.device)
         self._train_network = torch.compile(self.network) if cfg.compile else self.network

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from forecast.data.windows import Batch, WindowLayout
+from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, InputAttention
 from forecast.models.base import ForecastOutput
 from forecast.models.lstm_classic import ClassicDecoder
@@ -233,6 +233,16 @@ class LSTMNetwork(nn.Module):
             self.decoder = ClassicDecoder(nt, layout.n_known, key_dim, cfg)
         else:
             self.decoder = ReadDecoder(layout, key_dim, cfg)
+
+    def warm_start(self, train: WindowDataset) -> None:
+        """Called by the training loop before training: the read decoder's skip starts at
+        the least-squares NLinear fit (see `ReadDecoder.warm_start`).
+
+        Args:
+            train: the training windows.
+        """
+        if isinstance(self.decoder, ReadDecoder):
+            self.decoder.warm_start(train)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by the training loop before each epoch (the read decoder's warm-up).

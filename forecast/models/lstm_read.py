@@ -46,15 +46,45 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from forecast.data.windows import WindowLayout
+from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.models.attention import create_attention
 from forecast.models.attention.normalizers import get_normalizer, uniform
 
 FAST = 10.0
 DECODINGS = ("direct", "autoregressive")
+
+
+def nlinear_least_squares(
+    train: WindowDataset, alpha: float = 1.0, max_windows: int = 20_000, seed: int = 0
+) -> tuple[Tensor, Tensor]:
+    """Ridge weights [H, L] and bias [H] of the NLinear map from a target's window
+    (minus its last value) to its horizon (minus the same), shared by every target, on
+    (a seeded subset of) the training windows: the closed-form start of a linear skip.
+
+    Args:
+        train: training windows.
+        alpha: ridge penalty (as the `nlinear` baseline's).
+        max_windows: windows used at most.
+        seed: seed of the subset.
+    """
+    n = len(train)
+    idx = np.arange(n)
+    if n > max_windows:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_windows, replace=False))
+    batch = train.batch(idx)
+    past, future = batch["past_target"].double(), batch["future_target"].double()
+    last = past[:, -1:]
+    X = (past - last).transpose(1, 2).reshape(-1, past.shape[1])  # [N * T, L]
+    Y = (future - last).transpose(1, 2).reshape(-1, future.shape[1])  # [N * T, H]
+    xm, ym = X.mean(0), Y.mean(0)
+    Xc, Yc = X - xm, Y - ym
+    gram = Xc.T @ Xc + alpha * torch.eye(X.shape[1], dtype=X.dtype)
+    W = torch.linalg.solve(gram, Xc.T @ Yc).T  # [H, L]
+    return W.float(), (ym - W @ xm).float()
 
 
 class ReadDecoder(nn.Module):
@@ -126,6 +156,19 @@ class ReadDecoder(nn.Module):
             )
         self.read_scale = nn.Parameter(torch.full((T,), 1.0 / FAST))
         self.read_bias = nn.Parameter(torch.zeros(T))
+
+    def warm_start(self, train: WindowDataset) -> None:
+        """Start the skip at the least-squares NLinear fit of the training windows, so
+        training starts from a ridge autoregression (its weights, not its predictions:
+        the read and the known-covariate term are added on top).
+
+        Args:
+            train: the training windows.
+        """
+        weight, bias = nlinear_least_squares(train)
+        with torch.no_grad():
+            self.skip.weight.copy_(weight.to(self.skip.weight.device))
+            self.skip.bias.copy_(bias.to(self.skip.bias.device))
 
     def set_epoch(self, epoch: int) -> None:
         """Content scores (and DA-RNN feature scores) join after `attention_warmup`
