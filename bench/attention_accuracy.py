@@ -70,7 +70,8 @@ def _training_facts(model) -> dict:
     if hist is None or not len(hist):
         return {}
     best = getattr(model, "best_epoch_", None)
-    phase = int(hist.loc[hist["epoch"] == best, "phase"].iloc[0]) if best else None
+    rows = hist.loc[hist["epoch"] == best, "phase"]
+    phase = int(rows.iloc[0]) if len(rows) else 0  # 0: the warm start was kept
     return {
         "epochs": len(hist),
         "best_epoch": best,

@@ -278,7 +278,10 @@ def training_table(run_dir: Path) -> pd.DataFrame | None:
 def _training_note(table: pd.DataFrame) -> str:
     capped = table.loc[table["training ended by"] != "early stopping", "model"].tolist()
     if not capped:
-        return "Every neural model trained until its validation loss stopped improving."
+        return (
+            "Every neural model trained until its validation loss stopped improving (best "
+            "epoch 0: no epoch beat the model's least-squares warm start)."
+        )
     return (
         f"{', '.join(capped)} stopped at the epoch budget, not by early stopping: their "
         "scores may improve with a larger `train.epochs`."

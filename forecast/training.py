@@ -234,8 +234,9 @@ class TorchForecaster(Forecaster):
     """Base of every torch model: subclasses implement only `build_network()`.
 
     After `fit`, `history_` holds one row per epoch (see `HISTORY_COLUMNS`),
-    `best_epoch_` the epoch whose weights were kept and `stopped_early_` whether early
-    stopping ended training (False: the epoch budget did).
+    `best_epoch_` the epoch whose weights were kept (0: a network's `warm_start`, which
+    no epoch improved on) and `stopped_early_` whether early stopping ended training
+    (False: the epoch budget did).
     """
 
     Config = TrainConfig
@@ -300,6 +301,10 @@ class TorchForecaster(Forecaster):
         )
         rows, best, best_state, waited, phase = [], math.inf, None, 0, 1
         self.stopped_early_ = False
+        if warm_start is not None and val is not None:
+            # The warm start is a candidate too (best_epoch_ 0): training must beat it.
+            best, self.best_epoch_ = self.evaluate_loss(val), 0
+            best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
         set_epoch = getattr(self.network, "set_epoch", None)  # models with training phases
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()

@@ -70,6 +70,9 @@ def _net(
             net.decoder.gate.fill_(0.5)
             net.decoder.lag_prior.normal_(0.0, 0.1)
             net.decoder.feature_logits.normal_(0.0, 0.1)
+    elif decoder == "read":  # the state head starts at 0 (the skip alone)
+        with torch.no_grad():
+            net.decoder.state_head.weight.normal_(0.0, 0.3)
     return net
 
 

@@ -134,6 +134,8 @@ class ReadDecoder(nn.Module):
         self.skip = nn.Linear(L, H)  # NLinear on each target's own window, shared
         if self.attention is None:
             self.state_head = nn.Linear(D, T)
+            nn.init.zeros_(self.state_head.weight)  # start as the skip; learn the rest
+            nn.init.zeros_(self.state_head.bias)
             return
         self.step_query = nn.Parameter(torch.zeros(H, D))
         self.key_state = nn.Linear(state_dim, D, bias=False)
