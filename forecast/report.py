@@ -283,7 +283,7 @@ def _training_note(table: pd.DataFrame) -> str:
             "epoch 0: no epoch beat the model's least-squares warm start)."
         )
     return (
-        f"{', '.join(capped)} stopped at the epoch budget, not by early stopping: their "
+        f"{', '.join(capped)} stopped at the epoch budget, not by early stopping: the "
         "scores may improve with a larger `train.epochs`."
     )
 
