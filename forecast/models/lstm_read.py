@@ -16,16 +16,23 @@ closes both doors:
   + skip_h: the only path from the past covariates to the forecast goes through pi.
   skip_h is a linear map of the targets' own window in NLinear form (the last value
   subtracted, then added back), which anchors the first step on the last observation
-  and carries the autoregressive part, as a ridge regression would.
+  and carries the autoregressive part. It starts at the least-squares fit of the
+  training windows (`warm_start`), and the training loop keeps that start unless an
+  epoch beats it on validation: the model is never worse there than a ridge
+  autoregression.
 - **Where to look** is a learnable lag prior plus content: the score of input step j
   for step h and feature v is c_h(j) + b_v(lag), lag = L + h - j (rows between the
   input and the forecast target, the same for every step when a driver acts at a fixed
   lag, so the peak moves one step per horizon step by construction). c_h(j) is the
   attention type's score (Bahdanau, Luong dot / general / concat, local-m / local-p) of
   the decoder state at step h against the encoder state at j plus a projection of the
-  input at j. Content enters through a gate that starts at 0 and stays frozen during
-  the first `attention_warmup` epochs (see `set_epoch`): the lags are found first,
-  then content may move the map where that helps the validation loss.
+  input at j, times a gate that starts at 0. Training has two phases: the lag prior
+  trains alone (no LSTM runs, so these epochs are cheap) until validation stops
+  improving or `attention_warmup` epochs pass; then content joins, from the best
+  weights so far at the full learning rate (`next_phase`, `set_epoch`), and the loop
+  keeps it only if it improves the validation loss. Content scores that see the inputs
+  can select positions per window and overfit; finding the lags first keeps them from
+  steering the prior into a distractor's lag.
 - **Feature mixing** beta is a learned distribution per target; with
   `feature_attention` (DA-RNN) it also depends on the window: an additive score of the
   decoder state against each feature's input series (Qin et al.'s input attention, asked
@@ -88,8 +95,6 @@ def nlinear_least_squares(
 
 
 class ReadDecoder(nn.Module):
-    is_temporal_attention = True  # `interpret.checks` may set `uniform`
-
     """Forecast [B, H, T] read from the inputs; see the module docstring.
 
     With `attention='none'` there is no read: the forecast is a linear map of the decoder
@@ -100,6 +105,8 @@ class ReadDecoder(nn.Module):
         state_dim: size of the encoder states.
         cfg: the model config (`forecast.models.lstm.LSTMConfig`).
     """
+
+    is_temporal_attention = True  # `interpret.checks` may set `uniform`
 
     def __init__(self, layout: WindowLayout, state_dim: int, cfg: Any) -> None:
         super().__init__()
