@@ -21,6 +21,10 @@ Examples:
     python run_experiment.py --config configs/etth1_u.toml --set run.seeds=[0] --models lstm
     python run_experiment.py --dataset ETTh1 --data-path ../shared/data/ETTh1.csv \\
         --targets OT --covariates none --no-calendar --input-length 96 --horizon 24
+    python run_experiment.py --dataset weather --data-path ../shared/data/weather.csv \
+        --targets all --input-length 336 --horizon 96 --models naive nlinear --seeds 0
+    python run_experiment.py --dataset csv --data-path both.csv --targets y --gaps keep \
+        --split timestamps --split-at 2020-03-01 2020-04-01
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
 """
@@ -54,7 +58,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "quick.toml"
 SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
     ("--dataset", "data.dataset", {"help": "'synthetic', a registered dataset or 'csv'"}),
     ("--data-path", "data.data_path", {"help": "local file of a registered dataset, or the CSV"}),
-    ("--targets", "data.targets", {"nargs": "+", "help": "target column(s)"}),
+    (
+        "--targets",
+        "data.targets",
+        {"nargs": "+", "help": "target column(s), or 'all': every numeric column (track M)"},
+    ),
     ("--covariates", "data.covariates", {"nargs": "+", "help": "'all', 'none', or names"}),
     ("--known-covariates", "data.known_covariates", {"nargs": "+", "help": "known-future columns"}),
     ("--no-calendar", "data.calendar", {"action": "store_false", "help": "no calendar features"}),
@@ -74,13 +82,56 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "--split",
         "data.split",
-        {"choices": ["fractions", "ett_hour", "ett_minute"], "help": "split"},
+        {
+            "choices": ["fractions", "borders", "timestamps", "ett_hour", "ett_minute"],
+            "help": "split; default: the dataset's protocol (fractions for a CSV)",
+        },
+    ),
+    (
+        "--borders",
+        "data.borders",
+        {
+            "nargs": "+",
+            "type": int,
+            "metavar": "ROW",
+            "help": "with --split borders: TRAIN_END VAL_END [TEST_END] row indices",
+        },
+    ),
+    (
+        "--split-at",
+        "data.split_at",
+        {
+            "nargs": "+",
+            "metavar": "TIME",
+            "help": "with --split timestamps: VAL_START TEST_START [TEST_END]",
+        },
     ),
     (
         "--fractions",
         "data.fractions",
         {"nargs": 3, "type": float, "metavar": ("TRAIN", "VAL", "TEST"), "help": "fractions"},
     ),
+    ("--freq", "data.freq", {"help": "frequency alias (h, 15min, D); inferred when not given"}),
+    (
+        "--fill",
+        "data.fill",
+        {"choices": ["ffill", "interpolate", "zero"], "help": "fill NaN (and --gaps fill) values"},
+    ),
+    (
+        "--gaps",
+        "data.gaps",
+        {
+            "choices": ["error", "fill", "keep"],
+            "help": "missing timestamps: error, fill (insert rows, needs --fill) or keep rows "
+            "as they are; default: the dataset's rule, else error",
+        },
+    ),
+    (
+        "--drop-duplicates",
+        "data.drop_duplicates",
+        {"action": "store_true", "help": "drop exact duplicate rows"},
+    ),
+    ("--period", "data.period", {"type": int, "help": "seasonal period in rows"}),
     ("--scaling", "data.scaling", {"choices": ["per_series", "global", "none"], "help": "z-score"}),
     ("--stride", "evaluation.stride", {"type": int, "help": "step between test windows"}),
     ("--models", "models", {"nargs": "+", "help": "models or 'all'/'baselines'/'neural'"}),

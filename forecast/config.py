@@ -121,7 +121,9 @@ class DataConfig:
             correlated with the driver, AR(1) noise), a registered dataset (see
             `forecast.data.registry.list_datasets`) or 'csv' (with data_path).
         data_path: a local file for a registered dataset, or the CSV for 'csv'.
-        targets: target columns; the dataset's defaults when None.
+        targets: target columns; the dataset's defaults when None; 'all' (or ['all'])
+            makes every numeric column except the time, series-id and known-covariate
+            columns a target (track M), leaving no past covariates.
         covariates: past covariates: 'all' other value columns, 'none', or a list.
         known_covariates: user columns whose future values are known.
         calendar: calendar features (known in the future) from the time index, sin/cos
@@ -131,8 +133,23 @@ class DataConfig:
         series_id: series-id column of a long-format CSV with several series.
         input_length: encoder length L.
         horizon: forecast length H.
-        split: 'fractions', 'ett_hour', 'ett_minute' or None for the dataset's protocol.
+        split: 'fractions', 'borders', 'timestamps', 'ett_hour', 'ett_minute' or None for
+            the dataset's protocol.
         fractions: train/val/test fractions when split is 'fractions'.
+        borders: row indices [train_end, val_end] or [train_end, val_end, test_end] when
+            split is 'borders' (per series; the test part ends with the series when
+            test_end is left out).
+        split_at: [val_start, test_start] or [..., test_end (exclusive)] timestamps (or
+            steps for an integer time column) when split is 'timestamps'.
+        freq: pandas frequency alias of the time column; inferred when None.
+        fill: NaN fill policy ('ffill', 'interpolate', 'zero'); None: NaN is an error.
+        gaps: missing timestamps: 'error', 'fill' (inserted, values filled with `fill`)
+            or 'keep' (rows used as they are); None: the dataset's cleaning rule, else
+            'error'.
+        drop_duplicates: drop exact duplicate rows; None: the dataset's cleaning rule,
+            else false.
+        period: seasonal period in rows (seasonal baselines, MASE); None: the dataset's,
+            else derived from the frequency (1 for an integer step index).
         scaling: 'per_series', 'global' or 'none'.
         synthetic_rows: rows of the synthetic dataset.
         data_seed: seed of the synthetic dataset.
@@ -140,7 +157,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     data_path: str | None = None
-    targets: list[str] | None = None
+    targets: str | list[str] | None = None
     covariates: str | list[str] = "all"
     known_covariates: list[str] = field(default_factory=list)
     calendar: bool | list[str] = True
@@ -150,6 +167,13 @@ class DataConfig:
     horizon: int = 24
     split: str | None = None
     fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    borders: list[int] | None = None
+    split_at: list[str | int] | None = None
+    freq: str | None = None
+    fill: str | None = None
+    gaps: str | None = None
+    drop_duplicates: bool | None = None
+    period: int | None = None
     scaling: str = "per_series"
     synthetic_rows: int = 4000
     data_seed: int = 0

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from forecast.config import ExperimentConfig
 
 MODEL_GROUPS = ("all", "baselines", "neural")
-SPLITS = ("fractions", "ett_hour", "ett_minute")
+SPLITS = ("fractions", "borders", "timestamps", "ett_hour", "ett_minute")
 SCALINGS = ("per_series", "global", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DM_PREDICTIONS = ("first_seed", "seed_mean")
@@ -125,6 +125,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _positive("data.synthetic_rows", d.synthetic_rows)
     if d.split is not None:
         _one_of("data.split", d.split, SPLITS)
+    validate_data_options(d)
     _one_of("data.scaling", d.scaling, SCALINGS)
     if isinstance(d.covariates, str):
         _one_of("data.covariates", d.covariates, ("all", "none"))
@@ -159,6 +160,72 @@ def validate(cfg: ExperimentConfig) -> None:
     for key in ("max_windows", "n_repeats", "ig_steps", "ig_windows"):
         _positive(f"interpret.{key}", getattr(cfg.interpret, key))
     validate_models(cfg)
+
+
+def validate_data_options(d: Any) -> None:
+    """Checks of the data keys added for real files: targets 'all', split borders and
+    timestamps, freq, fill, gaps, period.
+
+    Args:
+        d: the `DataConfig`.
+    """
+    from forecast.data.frame import FILL_POLICIES, GAP_POLICIES, STEP
+
+    if isinstance(d.targets, str) and d.targets != "all":
+        raise ConfigError(f"data.targets must be a list of columns or 'all', got {d.targets!r}")
+    if d.targets is not None and not d.targets:
+        raise ConfigError("data.targets must name at least one column (or 'all'), got []")
+    if d.split == "borders":
+        b = d.borders or []
+        if len(b) not in (2, 3) or b[0] <= 0 or any(x > y for x, y in zip(b, b[1:])):
+            raise ConfigError(
+                "data.split 'borders' needs data.borders (--borders) = 2 or 3 increasing row "
+                f"indices TRAIN_END VAL_END [TEST_END], train_end > 0; got {d.borders}"
+            )
+    elif d.borders is not None:
+        raise ConfigError(
+            f"data.borders {d.borders} is only used with data.split = 'borders' (--split borders)"
+        )
+    if d.split == "timestamps":
+        if d.split_at is None or len(d.split_at) not in (2, 3):
+            raise ConfigError(
+                "data.split 'timestamps' needs data.split_at (--split-at) = VAL_START "
+                f"TEST_START [TEST_END]; got {d.split_at}"
+            )
+        if not all(isinstance(t, int) for t in d.split_at):
+            import pandas as pd
+
+            try:
+                pd.to_datetime([str(t) for t in d.split_at], format="mixed")
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"data.split_at {d.split_at} must be timestamps (e.g. 2020-03-01) or "
+                    "integer steps"
+                ) from None
+    elif d.split_at is not None:
+        raise ConfigError(
+            f"data.split_at {d.split_at} is only used with data.split = 'timestamps' "
+            "(--split timestamps)"
+        )
+    if d.fill is not None:
+        _one_of("data.fill", d.fill, FILL_POLICIES)
+    if d.gaps is not None:
+        _one_of("data.gaps", d.gaps, GAP_POLICIES)
+        if d.gaps == "fill" and d.fill is None:
+            raise ConfigError(
+                f"data.gaps 'fill' needs data.fill (--fill) one of {list(FILL_POLICIES)}"
+            )
+    if d.freq is not None and d.freq != STEP:
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(d.freq)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"data.freq {d.freq!r} is not a pandas frequency alias (e.g. 'h', '15min', 'D')"
+            ) from None
+    if d.period is not None:
+        _positive("data.period", d.period)
 
 
 def model_names(cfg: ExperimentConfig) -> list[str]:

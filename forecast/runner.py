@@ -28,9 +28,7 @@ from tqdm.auto import tqdm
 from forecast import backtest as bt
 from forecast import metrics
 from forecast.config import (
-    SYNTHETIC,
     ConfigError,
-    DataConfig,
     ExperimentConfig,
     config_from_dict,
     config_to_dict,
@@ -38,82 +36,14 @@ from forecast.config import (
     model_params,
     validate,
 )
-from forecast.data.frame import ColumnRoles
-from forecast.data.prepare import DataBundle, prepare_data
-from forecast.data.split import SplitSpec
+from forecast.data.prepare import DataBundle
+from forecast.data.source import load_source, make_bundle  # noqa: F401 (backtest, experiment)
 from forecast.evaluate import Predictions, predict_dataset, predictions_frame, score
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
 from forecast.runs import RunFolder, environment_manifest
 
 log = logging.getLogger(__name__)
-
-
-def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec, dict]:
-    """The frame, its column roles, the split, and metadata (e.g. synthetic ground truth).
-
-    Args:
-        data: the data section of the config.
-    """
-    meta: dict[str, Any] = {"dataset": data.dataset}
-    fractions = tuple(data.fractions)
-    if data.dataset in SYNTHETIC:
-        from forecast.data.synthetic import make_driver_dataset, make_lagged_driver_dataset
-
-        make = make_driver_dataset if data.dataset == "synthetic" else make_lagged_driver_dataset
-        syn = make(data.synthetic_rows, seed=data.data_seed)
-        df, time_col, default_targets = syn.frame, "date", [syn.target]
-        value_cols, split_kind = [syn.target, *syn.covariates], "fractions"
-        meta["truth"] = dataclasses.asdict(syn.truth)
-    elif data.dataset == "csv":
-        df, time_col, default_targets = pd.read_csv(data.data_path), data.time_column, data.targets
-        skip = {time_col, data.series_id}
-        value_cols, split_kind = [c for c in df.columns if c not in skip], "fractions"
-        meta["source"] = str(data.data_path)
-    else:
-        from forecast.data.registry import load_dataset
-
-        df, spec = load_dataset(data.dataset, data_path=data.data_path)
-        time_col, default_targets = spec.time_column, list(spec.targets)
-        value_cols, split_kind = list(spec.columns), spec.split
-        fractions = spec.ratios or fractions
-        meta["source"] = str(data.data_path or spec.url)
-    targets = list(data.targets or default_targets)
-    known = list(data.known_covariates)
-    if data.covariates == "all":
-        past = [c for c in value_cols if c not in targets and c not in known]
-    elif data.covariates == "none":
-        past = []
-    else:
-        past = list(data.covariates)
-    roles = ColumnRoles(
-        tuple(targets),
-        tuple(past),
-        tuple(known),
-        calendar=data.calendar if isinstance(data.calendar, bool) else tuple(data.calendar),
-        time_column=time_col,
-        series_id=data.series_id,
-    )
-    kind = data.split or split_kind
-    if kind in ("fractions", "ratio"):
-        split = SplitSpec(
-            "fractions", fractions=fractions if data.split is None else data.fractions
-        )
-    else:
-        split = SplitSpec(kind)
-    return df, roles, split, meta
-
-
-def make_bundle(cfg: ExperimentConfig, df: pd.DataFrame, roles: ColumnRoles, split: SplitSpec):
-    return prepare_data(
-        df,
-        roles,
-        input_length=cfg.data.input_length,
-        horizon=cfg.data.horizon,
-        split=split,
-        scaling=cfg.data.scaling,
-        stride=cfg.evaluation.stride,
-    )
 
 
 def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:

@@ -108,7 +108,10 @@ def test_unknown_fill_policy(hourly_frame):
 
 def test_duplicate_timestamp(hourly_frame):
     hourly_frame.loc[10, "date"] = hourly_frame.loc[9, "date"]
-    with pytest.raises(ValueError, match=r"duplicate timestamp 2024-01-01 09:00:00 at row 10"):
+    with pytest.raises(
+        ValueError,
+        match=r"duplicate timestamp 2024-01-01 09:00:00 at rows 9 and 10, with different",
+    ):
         prepare_frame(hourly_frame, ROLES)
 
 

@@ -64,10 +64,11 @@ CALENDAR: dict[str, tuple[Callable[[pd.DatetimeIndex], np.ndarray], float]] = {
 
 
 def seasonal_period(freq: str) -> int:
-    """Rows in one natural season of `freq`: a day for sub-daily data, a week for daily.
+    """Rows in one natural season of `freq`: a day for sub-daily data, a week for daily;
+    1 (no season) for monthly and longer steps and for an integer step index ('step').
 
     Args:
-        freq: pandas frequency alias.
+        freq: pandas frequency alias, or 'step'.
 
     >>> seasonal_period("h"), seasonal_period("15min"), seasonal_period("D")
     (24, 96, 7)
@@ -81,6 +82,8 @@ def seasonal_period(freq: str) -> int:
 
 
 def _step_seconds(freq: str) -> float | None:
+    if freq == "step":  # an integer step index (frame.STEP): no time unit
+        return None
     offset = pd.tseries.frequencies.to_offset(freq)
     try:
         return pd.Timedelta(offset).total_seconds()

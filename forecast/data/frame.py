@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 FillPolicy = Literal["ffill", "interpolate", "zero"]
 FILL_POLICIES: tuple[str, ...] = ("ffill", "interpolate", "zero")
+GapPolicy = Literal["error", "fill", "keep"]
+GAP_POLICIES: tuple[str, ...] = ("error", "fill", "keep")
+STEP = "step"
+"""Frequency of a frame whose time column is an integer step index (0, 1, 2, ...)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class SeriesFrame:
     """
 
     values: np.ndarray  # [T_total, C] float32
-    timestamps: np.ndarray  # [T_total] datetime64[ns]
+    timestamps: np.ndarray  # [T_total] datetime64[ns], or int64 steps when freq is STEP
     bounds: np.ndarray  # [S + 1] int64 row offsets of each series
     series_ids: list[str]
     targets: list[str]
@@ -122,7 +126,18 @@ def _check_columns(df: pd.DataFrame, roles: ColumnRoles) -> None:
         raise ValueError(f"unknown column(s) {missing}; the frame has columns {list(df.columns)}")
 
 
-def _timestamps(df: pd.DataFrame, roles: ColumnRoles) -> pd.DatetimeIndex:
+def is_step_index(values: pd.Series | np.ndarray | pd.Index) -> bool:
+    """Whether a time column holds integers (a step index 0, 1, 2, ...), not dates."""
+    dtype = getattr(values, "dtype", None)
+    return (
+        dtype is not None
+        and pd.api.types.is_integer_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+    )
+
+
+def _timestamps(df: pd.DataFrame, roles: ColumnRoles) -> pd.Index:
+    """The time index: a DatetimeIndex, or an int64 Index for an integer step column."""
     if roles.time_column is None:
         if not isinstance(df.index, pd.DatetimeIndex):
             raise ValueError(
@@ -131,6 +146,13 @@ def _timestamps(df: pd.DataFrame, roles: ColumnRoles) -> pd.DatetimeIndex:
             )
         return df.index
     col = df[roles.time_column]
+    if is_step_index(col):  # 0, 1, 2, ...: steps, not nanoseconds since 1970
+        return pd.Index(col.to_numpy(dtype=np.int64))
+    if pd.api.types.is_float_dtype(col):
+        raise ValueError(
+            f"time column {roles.time_column!r} holds floats ({col.iloc[0]!r}, ...): write "
+            "dates (e.g. 2020-01-01 00:00) or an integer step index (0, 1, 2, ...)"
+        )
     try:
         return pd.DatetimeIndex(pd.to_datetime(col))
     except (ValueError, TypeError) as err:
@@ -173,7 +195,11 @@ def _check_finite(
         return _fill(values, fill)
     row, c = (int(i) for i in np.argwhere(bad)[0])
     kind = "infinite" if np.isinf(values[row, c]) else "NaN"
-    hint = "" if kind == "infinite" else f"; pass fill= one of {list(FILL_POLICIES)} to fill them"
+    hint = (
+        ""
+        if kind == "infinite"
+        else f"; pass fill= (--fill) one of {list(FILL_POLICIES)} to fill them"
+    )
     where = f" of series {sid!r}" if sid else ""
     raise ValueError(
         f"column {cols[c]!r}{where} has {int(bad[:, c].sum())} NaN/infinite value(s); "
@@ -181,26 +207,46 @@ def _check_finite(
     )
 
 
-def _check_times(times: pd.DatetimeIndex, sid: str) -> None:
+def _as_int64(times: pd.Index) -> np.ndarray:
+    """Timestamps as int64 (nanoseconds for dates, the steps themselves for a step index)."""
+    if isinstance(times, pd.DatetimeIndex):
+        return times.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return times.to_numpy(dtype=np.int64)
+
+
+def _check_times(times: pd.Index, sid: str, rows: np.ndarray, df: pd.DataFrame) -> None:
+    """Times present, unique and sorted; a duplicate names both rows (of `df`)."""
     where = f" in series {sid!r}" if sid else ""
     if times.hasnans:
         row = int(np.flatnonzero(times.isna())[0])
-        raise ValueError(f"missing timestamp at row {row}{where}")
-    diffs = np.diff(times.to_numpy(dtype="datetime64[ns]")).astype(np.int64)
+        raise ValueError(f"missing timestamp at row {rows[row]}{where}")
+    diffs = np.diff(_as_int64(times))
     if (diffs == 0).any():
-        row = int(np.flatnonzero(diffs == 0)[0]) + 1
-        raise ValueError(f"duplicate timestamp {times[row]} at row {row}{where}")
+        i = int(np.flatnonzero(diffs == 0)[0]) + 1
+        a, b = int(rows[i - 1]), int(rows[i])
+        same = df.iloc[[a]].reset_index(drop=True).equals(df.iloc[[b]].reset_index(drop=True))
+        if same:
+            raise ValueError(
+                f"rows {a} and {b} are identical (timestamp {times[i]}){where}; pass "
+                "drop_duplicates=True (--drop-duplicates) to drop exact duplicate rows"
+            )
+        raise ValueError(
+            f"duplicate timestamp {times[i]} at rows {a} and {b}{where}, with different "
+            "values; keep one of them (not dropped automatically)"
+        )
     if (diffs < 0).any():
         row = int(np.flatnonzero(diffs < 0)[0]) + 1
         raise ValueError(
-            f"timestamps are not sorted{where}: row {row} ({times[row]}) comes after "
+            f"timestamps are not sorted{where}: row {rows[row]} ({times[row]}) comes after "
             f"{times[row - 1]}; sort the frame by time first"
         )
 
 
 def _infer_freq(times: pd.DatetimeIndex) -> str:
     if len(times) < 3:
-        raise ValueError(f"cannot infer a frequency from {len(times)} timestamps; pass freq=")
+        raise ValueError(
+            f"cannot infer a frequency from {len(times)} timestamps; pass freq= (--freq)"
+        )
     with warnings.catch_warnings():  # pandas 3 announces an offset return type; take either
         warnings.filterwarnings("ignore", message=".*infer_freq.*")
         freq = pd.infer_freq(times[: min(len(times), 1000)])
@@ -211,17 +257,46 @@ def _infer_freq(times: pd.DatetimeIndex) -> str:
     return freq
 
 
-def _check_regular(times: pd.DatetimeIndex, freq: str, sid: str) -> None:
-    expected = pd.date_range(times[0], periods=len(times), freq=freq)
-    if len(times) and times[-1] == expected[-1] and times.equals(expected):
-        return
-    mismatch = np.flatnonzero(times != expected)
-    row = int(mismatch[0])
+def _grid(times: pd.Index, freq: str) -> pd.Index:
+    """The regular time grid from the first to the last timestamp at `freq`."""
+    if freq == STEP:
+        steps = _as_int64(times)
+        step = int(pd.Series(np.diff(steps)).mode().iloc[0]) if len(steps) > 1 else 1
+        return pd.Index(np.arange(steps[0], steps[-1] + 1, step, dtype=np.int64))
+    return pd.date_range(times[0], times[-1], freq=freq)
+
+
+def _check_regular(times: pd.Index, freq: str, sid: str, gaps: GapPolicy) -> pd.Index | None:
+    """None when `times` is regular at `freq` (or gaps are kept); else, for gaps='fill',
+    the full grid to reindex to. Raises for gaps='error' or timestamps off the grid."""
+    grid = _grid(times, freq)
+    if len(grid) == len(times) and times.equals(grid):
+        return None
     where = f" in series {sid!r}" if sid else ""
+    missing = len(grid) - len(times)
+    off_grid = times.difference(grid)
+    if gaps == "keep" and len(off_grid) == 0:
+        log.warning(
+            "%d missing timestamp(s) at %r%s kept as gaps (rows stay consecutive)",
+            missing,
+            freq,
+            where,
+        )
+        return None
+    if len(off_grid) or missing <= 0:
+        row = int(np.flatnonzero(~times.isin(grid))[0]) if len(off_grid) else 0
+        raise ValueError(
+            f"timestamp {times[row]} at row {row}{where} is not on the {freq!r} grid that "
+            f"starts at {times[0]}; pass the right freq= (--freq)"
+        )
+    row = int(np.flatnonzero(times != grid[: len(times)])[0])
+    if gaps == "fill":
+        return grid
     raise ValueError(
         f"gap in the {freq!r} frequency{where}: row {row} is {times[row]} but "
-        f"{expected[row]} was expected after {times[row - 1]}; "
-        "fill the missing timestamps (e.g. with frame.asfreq) or pass the right freq="
+        f"{grid[row]} was expected after {times[row - 1]} ({missing} missing timestamp(s)); "
+        "pass gaps='fill' with a fill= policy (--gaps fill --fill ffill) to insert them, "
+        "gaps='keep' (--gaps keep) to use the rows as they are, or the right freq= (--freq)"
     )
 
 
@@ -260,17 +335,26 @@ def prepare_frame(
     freq: str | None = None,
     fill: FillPolicy | None = None,
     calendar_span: pd.Timedelta | None = None,
+    gaps: GapPolicy = "error",
+    drop_duplicates: bool = False,
 ) -> SeriesFrame:
     """Validate `df` and turn it into a `SeriesFrame`.
 
     Args:
         df: wide frame (one series) or long frame with a `roles.series_id` column.
         roles: which columns are targets and covariates.
-        freq: pandas frequency alias; inferred from the timestamps when None.
+        freq: pandas frequency alias; inferred from the timestamps when None. An integer
+            time column (0, 1, 2, ...) is a step index: its frequency is `STEP`, and it
+            gets no calendar features.
         fill: fill policy for NaN values ('ffill', 'interpolate', 'zero'); None raises.
         calendar_span: with `roles.calendar` True, the time the training part covers,
             which decides the calendar features; None uses the first series' span
             (`prepare_data` passes the training part's).
+        gaps: missing timestamps: 'error' (default), 'fill' (insert them; their values
+            are filled with `fill`), or 'keep' (use the rows as they are, consecutive, as
+            the literature does for weather.csv).
+        drop_duplicates: drop rows that repeat an earlier row exactly (every column); a
+            repeated timestamp with different values is always an error.
 
     Raises:
         ValueError: naming the column, row or timestamp at fault.
@@ -279,12 +363,38 @@ def prepare_frame(
         raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if fill is not None and fill not in FILL_POLICIES:
         raise ValueError(f"unknown fill policy {fill!r}; expected one of {list(FILL_POLICIES)}")
+    if gaps not in GAP_POLICIES:
+        raise ValueError(f"unknown gap policy {gaps!r}; expected one of {list(GAP_POLICIES)}")
+    if gaps == "fill" and fill is None:
+        raise ValueError(
+            f"gaps='fill' needs fill= (--fill) one of {list(FILL_POLICIES)} for the inserted rows"
+        )
     if len(df) == 0:
         raise ValueError("the frame is empty")
     _check_columns(df, roles)
     value_cols = [*roles.targets, *roles.past_covariates, *roles.known_covariates]
     _check_numeric(df, value_cols)
+    if drop_duplicates:
+        dup = df.duplicated(keep="first").to_numpy()
+        if dup.any():
+            log.warning(
+                "dropped %d exact duplicate row(s), first at row %d",
+                int(dup.sum()),
+                int(np.flatnonzero(dup)[0]),
+            )
+            df = df.iloc[np.flatnonzero(~dup)]
     times_all = _timestamps(df, roles)
+    step_index = not isinstance(times_all, pd.DatetimeIndex)
+    if step_index and freq not in (None, STEP):
+        raise ValueError(
+            f"time column {roles.time_column!r} holds integers (a step index), so freq= "
+            f"(--freq) does not apply; got {freq!r}"
+        )
+    if step_index and not isinstance(roles.calendar, bool):
+        raise ValueError(
+            f"calendar features {list(roles.calendar)} need dates, but time column "
+            f"{roles.time_column!r} holds integers (a step index); drop calendar= (--calendar)"
+        )
 
     if roles.series_id is None:
         groups = [("", np.arange(len(df)))]
@@ -296,15 +406,25 @@ def prepare_frame(
     blocks, stamps, bounds = [], [], [0]
     for sid, rows in groups:
         times = times_all[rows]
-        _check_times(times, sid)
-        this_freq = freq or _infer_freq(times)
+        _check_times(times, sid, rows, df)
+        this_freq = STEP if step_index else (freq or _infer_freq(times))
         freq = this_freq  # every series shares the first one's frequency
-        _check_regular(times, freq, sid)
+        grid = _check_regular(times, freq, sid, gaps)
         values = df[value_cols].iloc[rows].to_numpy(dtype=np.float32, copy=True)
+        if grid is not None:  # gaps='fill': missing timestamps become NaN rows, then filled
+            log.warning(
+                "inserted %d missing timestamp(s)%s, values filled with %r",
+                len(grid) - len(times),
+                f" in series {sid!r}" if sid else "",
+                fill,
+            )
+            full = np.full((len(grid), len(value_cols)), np.nan, dtype=np.float32)
+            full[grid.get_indexer(times)] = values
+            values, times = _fill(full, fill), grid
         values = _check_finite(values, value_cols, times, fill, sid)
         blocks.append(values)
-        stamps.append(times.to_numpy(dtype="datetime64[ns]"))
-        bounds.append(bounds[-1] + len(rows))
+        stamps.append(_as_int64(times) if step_index else times.to_numpy(dtype="datetime64[ns]"))
+        bounds.append(bounds[-1] + len(values))
 
     values = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
     frame = SeriesFrame(
@@ -318,7 +438,7 @@ def prepare_frame(
         calendar_columns=[],
         freq=str(freq),
     )
-    if roles.calendar is False:
+    if roles.calendar is False or step_index:
         return frame
     if roles.calendar is True:
         if calendar_span is None:

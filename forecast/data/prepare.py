@@ -11,7 +11,15 @@ import pandas as pd
 import torch
 
 from forecast.data.calendar import default_calendar, seasonal_period
-from forecast.data.frame import ColumnRoles, FillPolicy, SeriesFrame, prepare_frame, with_calendar
+from forecast.data.frame import (
+    STEP,
+    ColumnRoles,
+    FillPolicy,
+    GapPolicy,
+    SeriesFrame,
+    prepare_frame,
+    with_calendar,
+)
 from forecast.data.scaling import StandardScaler
 from forecast.data.split import SplitSpec, part_starts
 from forecast.data.windows import WindowDataset, WindowLayout
@@ -85,6 +93,8 @@ def prepare_data(
     fill: FillPolicy | None = None,
     period: int | None = None,
     copy: bool = True,
+    gaps: GapPolicy = "error",
+    drop_duplicates: bool = False,
 ) -> DataBundle:
     """Validate, split chronologically, scale on training rows only, and window.
 
@@ -100,9 +110,13 @@ def prepare_data(
         stride: step between evaluation windows (training always uses every window).
         freq: frequency alias; inferred when None.
         fill: NaN fill policy, see `prepare_frame`.
-        period: seasonal period in rows; derived from the frequency when None.
+        period: seasonal period in rows; derived from the frequency when None (1 for an
+            integer step index).
         copy: for a SeriesFrame, scale a copy (default) or its own array in place, which
             keeps peak memory at one copy of the series for very long data.
+        gaps: missing timestamps: 'error', 'fill' (with `fill`) or 'keep', see
+            `prepare_frame`.
+        drop_duplicates: drop exact duplicate rows, see `prepare_frame`.
     """
     input_length = _check_length("input_length", input_length)
     horizon = _check_length("horizon", horizon)
@@ -116,7 +130,9 @@ def prepare_data(
         # Automatic calendar features depend on the training period: added after the split.
         auto_calendar = roles.calendar is True
         base_roles = dataclasses.replace(roles, calendar=False) if auto_calendar else roles
-        frame = prepare_frame(data, base_roles, freq=freq, fill=fill)
+        frame = prepare_frame(
+            data, base_roles, freq=freq, fill=fill, gaps=gaps, drop_duplicates=drop_duplicates
+        )
     split = split or SplitSpec()
     span = input_length + horizon
 
@@ -130,7 +146,7 @@ def prepare_data(
             )
         lo = int(frame.bounds[s])
         borders.append(split.borders_for(int(n), frame.timestamps[lo : lo + n]))
-    if auto_calendar:
+    if auto_calendar and frame.freq != STEP:
         spans = [
             frame.timestamps[lo + b[0] - 1] - frame.timestamps[lo]
             for lo, b in zip(frame.bounds[:-1], borders)

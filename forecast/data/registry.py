@@ -27,10 +27,12 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from forecast.data.download import SHA256_PATTERN, fetch, sha256_file
+from forecast.data.split import SplitSpec
 
 log = logging.getLogger(__name__)
 
 SPLIT_PROTOCOLS = ("ett_hour", "ett_minute", "ratio")
+REGISTRY_GAPS = ("error", "keep")  # 'fill' needs a fill policy: a user's choice, not a rule
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class DatasetSpec:
         split: split protocol: "ett_hour", "ett_minute" or "ratio".
         ratios: train / validation / test fractions for split "ratio", else None.
         seasonal_period: rows per season (24 for hourly data: one day).
+        drop_duplicate_rows: cleaning rule: drop rows that repeat an earlier row exactly.
+        gaps: cleaning rule for missing timestamps: "error" or "keep" (rows stay
+            consecutive, as in the literature).
     """
 
     name: str
@@ -64,6 +69,14 @@ class DatasetSpec:
     split: str
     seasonal_period: int
     ratios: tuple[float, float, float] | None = None
+    drop_duplicate_rows: bool = False
+    gaps: str = "error"
+
+    def split_spec(self) -> SplitSpec:
+        """The dataset's split protocol as a `SplitSpec` (Informer borders or fractions)."""
+        if self.split == "ratio":
+            return SplitSpec("fractions", fractions=self.ratios)
+        return SplitSpec(self.split)
 
     @classmethod
     def from_toml(cls, path: Path) -> DatasetSpec:
@@ -88,6 +101,7 @@ class DatasetSpec:
 
 # Every field without a default must appear in a description file.
 _REQUIRED = tuple(f.name for f in fields(DatasetSpec) if f.default is MISSING)
+_OPTIONAL = tuple(f.name for f in fields(DatasetSpec) if f.default is not MISSING)
 
 
 def _check_description(raw: dict, path: Path) -> None:
@@ -95,9 +109,17 @@ def _check_description(raw: dict, path: Path) -> None:
     missing = [key for key in _REQUIRED if key not in raw]
     if missing:
         raise ValueError(f"{path} is missing the keys {missing}; expected all of {_REQUIRED}")
-    unknown = sorted(set(raw) - set(_REQUIRED) - {"ratios"})
+    unknown = sorted(set(raw) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise ValueError(f"{path} has unknown keys {unknown}; expected {_REQUIRED} and ratios")
+        raise ValueError(
+            f"{path} has unknown keys {unknown}; expected {_REQUIRED} and optionally {_OPTIONAL}"
+        )
+    if not isinstance(raw.get("drop_duplicate_rows", False), bool):
+        raise ValueError(
+            f"{path}: drop_duplicate_rows must be true or false, got {raw['drop_duplicate_rows']!r}"
+        )
+    if raw.get("gaps", "error") not in REGISTRY_GAPS:
+        raise ValueError(f"{path}: gaps must be one of {list(REGISTRY_GAPS)}, got {raw['gaps']!r}")
     if raw["sha256"] and not SHA256_PATTERN.fullmatch(raw["sha256"].strip().lower()):
         raise ValueError(f'{path}: sha256 must be 64 hex characters or "", got {raw["sha256"]!r}')
     try:

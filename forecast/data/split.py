@@ -78,7 +78,21 @@ class SplitSpec:
         elif self.kind == "timestamps":
             if times is None:
                 raise ValueError("split kind 'timestamps' needs the series' timestamps")
-            stamps = pd.to_datetime(list(self.timestamps)).to_numpy(dtype="datetime64[ns]")
+            if np.issubdtype(np.asarray(times).dtype, np.integer):  # a step index
+                try:
+                    stamps = np.array([int(t) for t in self.timestamps], dtype=np.int64)
+                except ValueError:
+                    raise ValueError(
+                        f"split timestamps {list(self.timestamps)} must be integers: the time "
+                        "column is a step index"
+                    ) from None
+            else:
+                try:
+                    stamps = pd.to_datetime(list(self.timestamps)).to_numpy(dtype="datetime64[ns]")
+                except (ValueError, TypeError):
+                    raise ValueError(
+                        f"split timestamps {list(self.timestamps)} are not dates"
+                    ) from None
             cut = np.searchsorted(times, stamps, side="left")
             b = (int(cut[0]), int(cut[1]), int(cut[2]) if len(cut) == 3 else n_rows)
         else:
