@@ -1,20 +1,27 @@
-"""Accuracy on ETTh1 for every model, next to the published numbers (DESIGN.md).
+"""Accuracy on a registered dataset (ETTh1 by default) for every model, next to the
+published numbers (DESIGN.md).
 
     python bench/accuracy_suite.py                       # the full grid (hours on 2 cores)
+    python bench/accuracy_suite.py --dataset weather --tracks M --inputs 336 \
+        --horizons 96 --models naive nlinear --seeds 0    # weather, 10,444 test windows
     python bench/accuracy_suite.py --tracks U --inputs 336 --horizons 96 \\
         --models nlinear transformer_direct --seeds 0 1 2
     python bench/accuracy_suite.py --quick               # a smoke pass: 2 epochs, 1 seed
     python bench/accuracy_suite.py --set transformer_direct.lr=5e-4 --epochs 20
 
 Grid: tracks U and MS (and M on request) x input 96, 336 x horizon 24, 96 x every
-registered model x seeds 0 1 2, on the literature's protocol (`ett_bundle`: 12/4/4-month
-borders, z-score on training rows, every test window at stride 1). Normalised test MSE
-and MAE. Baselines are deterministic, so they run on the first seed only.
+registered model x seeds 0 1 2, on the dataset's own protocol from its registry entry
+(`dataset_bundle`: the `split` of datasets/<name>.toml, i.e. the Informer 12/4/4-month
+borders for ETTh*, the same x4 for the 15-minute ETTm* files, 70/10/20 row fractions for
+weather; its cleaning rules; z-score on training rows; every test window at stride 1).
+Normalised test MSE and MAE. Baselines are deterministic, so they run on the first seed
+only. `--data-path` defaults to ../shared/data/<the dataset's file name>.
 
 Resumable: every finished cell (track, L, H, model, seed, settings) is appended as one
 JSON line to `<out>.jsonl` and skipped on the next run with the same settings; the
 summary (mean and std over seeds, the references, the issue's targets) is rewritten to
-`<out>.json` from every line on file. `--quick` writes to its own files.
+`<out>.json` from every line on file. `--quick` writes to its own files, and each dataset
+other than ETTh1 to `accuracy_suite_<name>`.
 """
 
 from __future__ import annotations
@@ -36,14 +43,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast import create_model  # noqa: E402
-from forecast.data.protocols import ett_bundle  # noqa: E402
+from forecast.data.protocols import dataset_bundle  # noqa: E402
+from forecast.data.registry import get_dataset_spec  # noqa: E402
 from forecast.evaluate import predict_dataset, score  # noqa: E402
 from forecast.models.registry import get_entry, list_models  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ETTh1.csv"
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
-# (track, L or None for any, H) -> [(published model, MSE, MAE)], from DESIGN.md.
-REFERENCES: dict[tuple[str, int | None, int], list[tuple[str, float, float]]] = {
+# (track, L or None for any, H) -> [(published model, MSE, MAE or None)], from DESIGN.md.
+ETTH1_REFERENCES: dict[tuple[str, int | None, int], list[tuple[str, float, float | None]]] = {
     ("M", None, 96): [("repeat last value", 1.295, 0.713)],
     ("M", 336, 96): [("DLinear", 0.375, 0.399), ("PatchTST/42", 0.375, 0.399)],
     ("M", 720, 96): [("SegRNN", 0.351, 0.392)],
@@ -58,12 +66,32 @@ REFERENCES: dict[tuple[str, int | None, int], list[tuple[str, float, float]]] = 
         ("LSTM + attention (Informer paper)", 0.114, 0.272),
     ],
 }
-# The issue's accuracy targets: (track, L, H, which of our models, reference MSE, tolerance)
-TARGETS = [
-    ("U", 336, 96, "best neural", 0.053, 0.05, "NLinear (published)"),
-    ("M", 336, 96, "best neural", 0.375, 0.05, "DLinear (published)"),
-    ("M", 336, 96, "best any", 0.375, 0.05, "DLinear (published)"),
-]
+# Per dataset; the anchors beyond ETTh1 are DESIGN.md's (LTSF-Linear paper, MSE only).
+REFERENCES: dict[str, dict[tuple[str, int | None, int], list[tuple[str, float, float | None]]]] = {
+    "ETTh1": ETTH1_REFERENCES,
+    "ETTm1": {
+        ("M", 336, 96): [("DLinear", 0.299, None), ("NLinear", 0.306, None)],
+        ("U", 336, 96): [("NLinear", 0.026, None)],
+    },
+    "ETTm2": {
+        ("M", 336, 96): [("DLinear", 0.167, None), ("NLinear", 0.167, None)],
+        ("U", 336, 96): [("NLinear", 0.063, None)],
+    },
+    "weather": {
+        ("M", None, 96): [("repeat last value", 0.259, None)],
+        ("M", 336, 96): [("DLinear", 0.176, None), ("NLinear", 0.182, None)],
+    },
+}
+# The issue's accuracy targets, per dataset:
+# (track, L, H, which of our models, reference MSE, tolerance, reference name)
+TARGETS: dict[str, list[tuple[str, int, int, str, float, float, str]]] = {
+    "ETTh1": [
+        ("U", 336, 96, "best neural", 0.053, 0.05, "NLinear (published)"),
+        ("M", 336, 96, "best neural", 0.375, 0.05, "DLinear (published)"),
+        ("M", 336, 96, "best any", 0.375, 0.05, "DLinear (published)"),
+    ],
+    "weather": [("M", 336, 96, "nlinear", 0.182, 0.02, "NLinear (published)")],
+}
 # Training settings shared by every neural model in the suite (each is a TrainConfig field).
 NEURAL_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -106,11 +134,15 @@ def model_params(name: str, seed: int, args: argparse.Namespace) -> dict[str, An
     return params
 
 
-def cell_key(track: str, L: int, H: int, name: str, seed: int, params: dict[str, Any]) -> str:
-    """Identity of a result line: the cell and a hash of its settings (so changed settings
-    run again instead of being skipped)."""
+def cell_key(
+    track: str, L: int, H: int, name: str, seed: int, params: dict[str, Any], dataset: str = "ETTh1"
+) -> str:
+    """Identity of a result line: the dataset (omitted for ETTh1, as in older lines), the
+    cell and a hash of its settings (so changed settings run again instead of being
+    skipped)."""
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{track}|{L}|{H}|{name}|{seed}|{digest}"
+    prefix = "" if dataset == "ETTh1" else f"{dataset}|"
+    return f"{prefix}{track}|{L}|{H}|{name}|{seed}|{digest}"
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -127,7 +159,14 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def run_cell(
-    data: Any, track: str, L: int, H: int, name: str, seed: int, params: dict[str, Any]
+    data: Any,
+    track: str,
+    L: int,
+    H: int,
+    name: str,
+    seed: int,
+    params: dict[str, Any],
+    dataset: str = "ETTh1",
 ) -> dict[str, Any]:
     """Fit one model on one grid cell and score it on every test window."""
     torch.manual_seed(seed)
@@ -138,7 +177,8 @@ def run_cell(
     result = score(predict_dataset(model, data.test), data, data.test)
     history = getattr(model, "history_", None)
     return {
-        "key": cell_key(track, L, H, name, seed, params),
+        "key": cell_key(track, L, H, name, seed, params, dataset),
+        "dataset": dataset,
         "track": track,
         "L": L,
         "H": H,
@@ -173,18 +213,23 @@ def summarise(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return out.reset_index().sort_values(["track", "L", "H", "mse"])
 
 
-def references(track: str, L: int, H: int) -> list[tuple[str, float, float]]:
+def references(
+    track: str, L: int, H: int, dataset: str = "ETTh1"
+) -> list[tuple[str, float, float | None]]:
     """Published numbers that apply to a cell (exact L, or any L)."""
-    return REFERENCES.get((track, L, H), []) + REFERENCES.get((track, None, H), [])
+    refs = REFERENCES.get(dataset, {})
+    return refs.get((track, L, H), []) + refs.get((track, None, H), [])
 
 
-def check_targets(summary: pd.DataFrame) -> list[dict[str, Any]]:
+def check_targets(summary: pd.DataFrame, dataset: str = "ETTh1") -> list[dict[str, Any]]:
     """The issue's targets against the summary (only where the cell was run)."""
     out = []
-    for track, L, H, which, ref, tol, ref_name in TARGETS:
+    for track, L, H, which, ref, tol, ref_name in TARGETS.get(dataset, []):
         cell = summary[(summary.track == track) & (summary.L == L) & (summary.H == H)]
         if which == "best neural":
             cell = cell[cell.kind == "neural"]
+        elif which != "best any":
+            cell = cell[cell.model == which]
         if cell.empty:
             continue
         best = cell.sort_values("mse").iloc[0]
@@ -203,10 +248,10 @@ def check_targets(summary: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def print_summary(summary: pd.DataFrame) -> None:
+def print_summary(summary: pd.DataFrame, dataset: str = "ETTh1") -> None:
     """Per cell: our models (mean +- std over seeds) then the published numbers."""
     for (track, L, H), cell in summary.groupby(["track", "L", "H"], sort=True):
-        print(f"\nETTh1 track {track}, input {L}, horizon {H} (normalised test MSE / MAE)")
+        print(f"\n{dataset} track {track}, input {L}, horizon {H} (normalised test MSE / MAE)")
         lines = []
         for r in cell.itertuples():
             std = f" +- {r.mse_std:.4f}" if r.seeds > 1 else ""
@@ -218,14 +263,16 @@ def print_summary(summary: pd.DataFrame) -> None:
                     f"{r.fit_s:.0f}",
                 )
             )
-        for name, mse, mae in references(track, int(L), int(H)):
-            lines.append((f"[published] {name}", f"{mse:.3f}", f"{mae:.3f}", ""))
+        for name, mse, mae in references(track, int(L), int(H), dataset):
+            mae_text = "-" if mae is None else f"{mae:.3f}"
+            lines.append((f"[published] {name}", f"{mse:.3f}", mae_text, ""))
         print(pd.DataFrame(lines, columns=["model", "mse", "mae", "fit s"]).to_string(index=False))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--dataset", default="ETTh1", help="a registered dataset (its protocol)")
+    p.add_argument("--data-path", type=Path, default=None, help="default: shared/data/<file>")
     p.add_argument("--tracks", nargs="+", default=["U", "MS"], choices=["U", "MS", "M"])
     p.add_argument("--inputs", nargs="+", type=int, default=[96, 336])
     p.add_argument("--horizons", nargs="+", type=int, default=[24, 96])
@@ -238,8 +285,14 @@ def main() -> None:
     p.add_argument("--rerun", action="store_true", help="run cells already on file again")
     p.add_argument("--summary-only", action="store_true", help="print what is on file")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines from the loop")
-    p.add_argument("--out", type=Path, default=RESULTS / "accuracy_suite")
+    p.add_argument("--out", type=Path, default=None, help="default: results/accuracy_suite[_NAME]")
     args = p.parse_args()
+    spec = get_dataset_spec(args.dataset)
+    dataset = spec.name
+    data_path = args.data_path or DATA_DIR / spec.filename
+    if args.out is None:
+        suffix = "" if dataset == "ETTh1" else f"_{dataset}"
+        args.out = RESULTS / f"accuracy_suite{suffix}"
     if not args.quiet:  # the training loop logs one line per epoch: progress of long cells
         logging.basicConfig(format="  %(message)s")
         logging.getLogger("forecast.training").setLevel(logging.INFO)
@@ -252,7 +305,7 @@ def main() -> None:
     lines_path, summary_path = out.with_suffix(".jsonl"), out.with_suffix(".json")
     lines_path.parent.mkdir(parents=True, exist_ok=True)
     done = {r["key"] for r in read_lines(lines_path)}
-    frame = pd.read_csv(args.data_path)
+    frame = None if args.summary_only else pd.read_csv(data_path, encoding_errors="replace")
     for track in [] if args.summary_only else args.tracks:
         for L in args.inputs:
             for H in args.horizons:
@@ -261,11 +314,11 @@ def main() -> None:
                     kind = get_entry(name).kind
                     for seed in seeds if kind == "neural" else seeds[:1]:
                         params = model_params(name, seed, args)
-                        key = cell_key(track, L, H, name, seed, params)
+                        key = cell_key(track, L, H, name, seed, params, dataset)
                         if key in done and not args.rerun:
                             continue
-                        data = data or ett_bundle(frame, track, L, H)
-                        row = run_cell(data, track, L, H, name, seed, params)
+                        data = data or dataset_bundle(spec, frame, track, L, H)
+                        row = run_cell(data, track, L, H, name, seed, params, dataset)
                         with lines_path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
                         done.add(key)
@@ -278,22 +331,27 @@ def main() -> None:
     # The summary keeps the newest line per cell and seed (settings may have changed).
     latest: dict[tuple, dict[str, Any]] = {}
     for r in read_lines(lines_path):
-        latest[(r["track"], r["L"], r["H"], r["model"], r["seed"])] = r
+        if r.get("dataset", "ETTh1") == dataset:
+            latest[(r["track"], r["L"], r["H"], r["model"], r["seed"])] = r
     summary = summarise(list(latest.values()))
     if summary.empty:
         print(f"no results on file in {lines_path}")
         return
-    print_summary(summary)
-    targets = check_targets(summary)
+    print_summary(summary, dataset)
+    targets = check_targets(summary, dataset)
     if targets:
         print("\nissue targets (best = lowest mean test MSE over seeds, chosen on test)")
         print(pd.DataFrame(targets).to_string(index=False))
     payload = {
-        "protocol": "ETTh1, 12/4/4-month borders, z-score on training rows, stride-1 test",
+        "dataset": dataset,
+        "protocol": f"{dataset}, split {spec.split} {spec.ratios or ''} (datasets/"
+        f"{spec.name}.toml), z-score on training rows, stride-1 test",
         "quick": args.quick,
         "summary": json.loads(summary.to_json(orient="records")),
         "targets": targets,
-        "references": {f"{k[0]}|{k[1] or 'any'}|{k[2]}": v for k, v in REFERENCES.items()},
+        "references": {
+            f"{k[0]}|{k[1] or 'any'}|{k[2]}": v for k, v in REFERENCES.get(dataset, {}).items()
+        },
         "lines": str(lines_path),
     }
     summary_path.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n")

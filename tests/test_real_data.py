@@ -3,6 +3,7 @@ data options (fill, gaps, freq, borders / timestamps splits)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import run_experiment
 from forecast.data.frame import STEP, ColumnRoles, prepare_frame
 from forecast.data.prepare import prepare_data
+from forecast.data.protocols import dataset_bundle
 from forecast.data.registry import DatasetSpec, get_dataset_spec
 from forecast.data.split import SplitSpec, part_starts
 
@@ -297,3 +299,53 @@ def test_weather_reproduces_the_published_protocol(tmp_path):
     assert len(data["layout"]["targets"]) == 21
     board = pd.read_csv(tmp_path / "w" / "leaderboard.csv").set_index("model")
     assert round(float(board.loc["naive", "mse"]), 3) == 0.259
+
+
+# ------------------------------------------------------------------ accuracy suite protocol
+def _registered_like(name: str, n_rows: int) -> pd.DataFrame:
+    """A generated frame with the columns, frequency and row count of a registered file."""
+    spec = get_dataset_spec(name)
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2020-01-01", periods=n_rows, freq=spec.freq)
+    values = rng.normal(size=(n_rows, len(spec.columns))).astype(np.float32)
+    df = pd.DataFrame(values, columns=list(spec.columns))
+    df.insert(0, spec.time_column, times)
+    return df
+
+
+@pytest.mark.parametrize(
+    ("name", "n_rows", "test_windows"),
+    [("ETTh1", 17420, 2785), ("ETTm1", 69680, 11425), ("weather", 52696, 10444)],
+)
+def test_dataset_bundle_follows_each_registry_protocol(name, n_rows, test_windows):
+    """ETTm files get the x4 Informer borders (not ETTh1's), weather its 70/10/20 rows."""
+    df = _registered_like(name, n_rows)
+    if name == "weather":  # as published: 9 timestamps missing, then one row repeated
+        df = _registered_like(name, n_rows + 8).drop(index=range(21514, 21523))
+        df = pd.concat([df.iloc[:19044], df.iloc[[19043]], df.iloc[19044:]], ignore_index=True)
+        assert len(df) == n_rows
+    bundle = dataset_bundle(name, df, "M", 336, 96)
+    assert len(bundle.test) == test_windows
+
+
+def test_accuracy_suite_runs_ettm1_on_its_own_borders(tmp_path, monkeypatch, capsys):
+    """bench/accuracy_suite.py on an ETTm1-shaped file: 11,425 test windows at L336/H96
+    (not ETTh1's 2,785), results and references kept per dataset."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "accuracy_suite.py"
+    module_spec = importlib.util.spec_from_file_location("accuracy_suite", path)
+    suite = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(suite)
+    csv = tmp_path / "ETTm1.csv"
+    _registered_like("ETTm1", 69680).to_csv(csv, index=False)
+    out = tmp_path / "suite"
+    argv = ["accuracy_suite.py", "--dataset", "ettm1", "--data-path", str(csv), "--tracks", "U"]
+    argv += ["--inputs", "336", "--horizons", "96", "--models", "naive", "--seeds", "0"]
+    argv += ["--threads", "1", "--quiet", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    suite.main()
+    (line,) = suite.read_lines(out.with_suffix(".jsonl"))
+    assert line["dataset"] == "ETTm1" and line["test_windows"] == 11425
+    assert line["key"].startswith("ETTm1|U|336|96|naive|0|")
+    printed = capsys.readouterr().out
+    assert "ETTm1 track U, input 336, horizon 96" in printed
+    assert "[published] NLinear" in printed
