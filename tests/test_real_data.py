@@ -229,12 +229,20 @@ def test_cli_integer_time_steps(tmp_path):
     assert np.isfinite(metrics["mase"]).all() and (metrics["mase"] < 10).all()
 
 
-def test_cli_integer_time_steps_bad_option_leaves_no_folder(tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--calendar", "hour"], "calendar features ['hour'] need dates"),
+        (["--set", "backtest.folds=2"], "backtest.folds needs dates in the time column"),
+        (["--freq", "h"], "holds integers (a step index), so freq= (--freq) does not apply"),
+    ],
+)
+def test_cli_integer_time_steps_bad_option_leaves_no_folder(tmp_path, capsys, extra, message):
     csv = tmp_path / "steps.csv"
     _steps().to_csv(csv, index=False)
-    code = _cli(tmp_path, csv, "--targets", "y", "--time-column", "t", "--calendar", "hour")
-    assert code == 2
-    assert "need dates" in capsys.readouterr().err
+    assert _cli(tmp_path, csv, "--targets", "y", "--time-column", "t", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

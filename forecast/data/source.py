@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from forecast.config import SYNTHETIC
-from forecast.data.frame import ColumnRoles, is_step_index
+from forecast.data.frame import STEP, ColumnRoles, is_step_index
 from forecast.data.prepare import DataBundle, prepare_data
 from forecast.data.split import SplitSpec
 
@@ -152,7 +152,7 @@ def make_bundle(
         roles: its column roles.
         split: the split to use (the config's, or a backtest fold's).
     """
-    return prepare_data(
+    bundle = prepare_data(
         df,
         roles,
         input_length=cfg.data.input_length,
@@ -162,3 +162,9 @@ def make_bundle(
         stride=cfg.evaluation.stride,
         **prepare_options(cfg.data),
     )
+    if cfg.backtest.folds and bundle.frame.freq == STEP:
+        raise ValueError(
+            f"backtest.folds needs dates in the time column, but {roles.time_column!r} is an "
+            "integer step index; set backtest.folds=0"
+        )
+    return bundle
