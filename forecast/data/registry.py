@@ -273,7 +273,8 @@ def load_dataset(
     data_path: str | Path | None = None,
     cache_dir: str | Path | None = None,
 ) -> tuple[pd.DataFrame, DatasetSpec]:
-    """Read a registered dataset into a DataFrame, time column parsed as datetimes.
+    """Read a registered dataset into a DataFrame, time column parsed as datetimes; the
+    file actually read is in `frame.attrs["source"]`.
 
     Args:
         name: registered dataset name, or a `DatasetSpec` of your own.
@@ -284,6 +285,7 @@ def load_dataset(
     path = dataset_path(spec, data_path=data_path, cache_dir=cache_dir)
     # Bytes that are not UTF-8 (e.g. a unit sign in weather.csv) become U+FFFD, not an error.
     frame = pd.read_csv(path, encoding_errors="replace")
+    frame.attrs["source"] = str(path)
     missing = [c for c in (spec.time_column, *spec.columns) if c not in frame.columns]
     if missing:
         raise ValueError(

@@ -109,7 +109,8 @@ def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec,
         time_col, default_targets = spec.time_column, list(spec.targets)
         value_cols, split_kind = list(spec.columns), spec.split
         fractions = spec.ratios or fractions
-        meta["source"] = str(data.data_path or spec.url)
+        meta["source"] = df.attrs.get("source", str(data.data_path))  # the file read
+        meta["url"] = spec.url
     known = list(data.known_covariates)
     named = [] if isinstance(data.covariates, str) else list(data.covariates)
     track_m = data.targets in ("all", ["all"])
