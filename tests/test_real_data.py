@@ -216,6 +216,10 @@ def test_cli_targets_all_is_track_m(tmp_path):
     layout = _resolved(tmp_path)["layout"]
     assert layout["targets"] == ["y", "x", "z (µmol/m²)"]
     assert layout["past_covariates"] == []
+    # named covariates are inputs only, never targets
+    assert _cli(tmp_path, csv, "--targets", "all", "--covariates", "x", "--run-name", "r2") == 0
+    layout = json.loads((tmp_path / "runs" / "r2" / "config.json").read_text())["data"]["layout"]
+    assert layout["targets"] == ["y", "z (µmol/m²)"] and layout["past_covariates"] == ["x"]
 
 
 def test_cli_integer_time_steps(tmp_path):
