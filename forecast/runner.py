@@ -155,9 +155,10 @@ class Runner:
             raise ValueError(f"mode must be 'new', 'resume' or 'worker', got {mode!r}")
         validate(cfg)
         self.cfg = cfg
-        self.names = model_names(cfg)
         self.df, self.roles, self.split, self.meta = load_source(cfg.data)
         self.bundle = make_bundle(cfg, self.df, self.roles, self.split)
+        # With the data's seasonal period known: a baseline that cannot run is left out.
+        self.names = model_names(cfg, self.bundle.layout, warn=mode != "worker")
         for name in self.names:  # layout-dependent errors, still before any training
             try:
                 create_model(name, self.bundle.layout, **model_params(cfg, name, cfg.run.seeds[0]))
