@@ -71,13 +71,14 @@ def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec,
         value_cols, split_kind = [c for c in df.columns if c not in skip], "fractions"
         meta["source"] = str(data.data_path)
     else:
-        from forecast.data.registry import load_dataset
+        from forecast.data.registry import dataset_source, load_dataset
 
         df, spec = load_dataset(data.dataset, data_path=data.data_path)
         time_col, default_targets = spec.time_column, list(spec.targets)
         value_cols, split_kind = list(spec.columns), spec.split
         fractions = spec.ratios or fractions
-        meta["source"] = str(data.data_path or spec.url)
+        source = dataset_source(spec, data.data_path)  # the file read, not only the URL
+        meta.update(source=source["path"], source_from=source["from"], source_url=source["url"])
     targets = list(data.targets or default_targets)
     known = list(data.known_covariates)
     if data.covariates == "all":
