@@ -188,6 +188,8 @@ def test_windows_stay_in_their_series_and_targets_in_their_part(case):
         np.testing.assert_array_equal(batch["future_target"][..., 0].numpy(), targets)
         np.testing.assert_array_equal(batch["future_known"][..., 0].numpy(), -targets)
         np.testing.assert_array_equal(batch["origin"].numpy(), starts + L - 1)
+        np.testing.assert_array_equal(ds.origin_rows(), batch["origin"].numpy())
+        np.testing.assert_array_equal(targets[:, 0], ds.origin_rows() + 1)
 
 
 # ---------------------------------------------------------------------- scaling
