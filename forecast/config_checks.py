@@ -222,9 +222,14 @@ def _config_period(cfg: ExperimentConfig) -> tuple[int, str] | None:
     if cfg.data.dataset in SYNTHETIC:
         import inspect
 
-        from forecast.data.synthetic import make_driver_dataset
+        from forecast.data import synthetic
 
-        freq = inspect.signature(make_driver_dataset).parameters["freq"].default
+        make = (
+            synthetic.make_driver_dataset
+            if cfg.data.dataset == "synthetic"
+            else synthetic.make_lagged_driver_dataset
+        )  # as `forecast.runner.load_source` calls it: the default frequency
+        freq = inspect.signature(make).parameters["freq"].default
     elif cfg.data.dataset == "csv":
         return None
     else:
