@@ -196,12 +196,13 @@ class Runner:
         path = self.folder.file("environment.json")
         if not path.is_file():
             return
+        now = environment_manifest(self.cfg.run.seeds, self.cfg.run.device)
         try:
             old = read_json(path)
-        except ValueError as err:
-            log.warning("%s; environment not compared", err)
+        except ValueError as err:  # damaged: the report reads it, so write this one
+            log.warning("%s; replaced by this process's environment", err)
+            self.folder.write_json("environment.json", now)
             return
-        now = environment_manifest(self.cfg.run.seeds, self.cfg.run.device)
         for key in ("packages", "device", "torch_threads"):
             if old.get(key) != now.get(key):
                 log.warning(
