@@ -219,7 +219,7 @@ def describe_error(err: Exception) -> str:
     if isinstance(err, OSError) and err.filename is not None:
         where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else err.filename
         return f"{where}: {err.strerror or type(err).__name__}"
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return str(err) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

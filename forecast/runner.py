@@ -386,9 +386,16 @@ class Runner:
         ckpt = self.folder.file(f"checkpoints/{name}_seed{self.cfg.run.seeds[0]}.pt")
         if not ckpt.is_file():
             return None
-        from forecast.training import load_checkpoint
+        from forecast.checkpoint import CheckpointError, load_checkpoint
 
-        self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
+        try:
+            self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
+        except CheckpointError as err:  # damaged: the stored results are still good
+            log.warning(
+                "%s; %s is not interpreted (delete results/%s/seed%d.json to refit it)",
+                err, name, name, self.cfg.run.seeds[0],
+            )  # fmt: skip
+            return None
         return self.models[name]
 
 

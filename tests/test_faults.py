@@ -20,7 +20,9 @@ import torch
 import run_experiment
 from forecast import ColumnRoles, create_model, prepare_data
 from forecast.checkpoint import CheckpointError, atomic_save, load_checkpoint, read_checkpoint
-from forecast.io import STALE_TMP, atomic_write, read_csv
+from forecast.config import config_from_dict
+from forecast.io import STALE_TMP, atomic_write, read_csv, read_json
+from forecast.runner import Runner
 from forecast.runs import RunFolder
 from tests.conftest import reference_file
 
@@ -382,3 +384,16 @@ def test_missing_reference_file_skips_locally_and_fails_under_ci(tmp_path, monke
         reference_file(missing)
     missing.write_text("x")
     assert reference_file(missing) == missing
+
+
+def test_damaged_checkpoint_on_resume_is_skipped_with_a_warning(tmp_path, caplog, one_thread):
+    args = _cli(tmp_path, "--run-name", "r", "--models", "lstm_plain", "--set", "train.epochs=1")
+    assert run_experiment.main([*args, "--set", "lstm_plain.hidden_size=4"]) == 0
+    run_dir = tmp_path / "out/r"
+    ckpt = run_dir / "checkpoints/lstm_plain_seed0.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    cfg = config_from_dict(read_json(run_dir / "config.json")["config"])
+    runner = Runner(cfg, run_dir, mode="resume")
+    with caplog.at_level(logging.WARNING):
+        assert runner.first_seed_model("lstm_plain") is None
+    assert any(str(ckpt) in r.getMessage() for r in caplog.records)
