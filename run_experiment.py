@@ -34,7 +34,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# Only light imports at the top: --help, --list-datasets and --check never load torch.
+# Only light imports at the top: --help and --list-datasets never load torch (--check
+# does: validating model parameters needs the model classes).
 from forecast.config import (
     ConfigError,
     ExperimentConfig,
@@ -223,7 +224,8 @@ def describe_error(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 done, 2 bad input, 130 interrupted).
+    """Entry point; returns the exit status (0 done, 2 bad input or a file-system error such
+    as a read-only folder or a full disk, 130 interrupted).
 
     Args:
         argv: arguments (sys.argv[1:] when None).
