@@ -154,6 +154,13 @@ def validate(cfg: ExperimentConfig) -> None:
     if len(set(r.seeds)) != len(r.seeds):
         raise ConfigError(f"run.seeds must not repeat a seed, got {r.seeds}")
     _one_of("run.device", r.device, DEVICES)
+    if r.name is not None:
+        from forecast.runs import check_run_name
+
+        try:
+            check_run_name(r.name)
+        except ValueError as err:
+            raise ConfigError(f"run.name: {err}") from None
     _positive("run.workers", r.workers)
     if r.threads is not None:
         _positive("run.threads", r.threads)

@@ -27,6 +27,7 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
 from forecast.data.download import SHA256_PATTERN, fetch, sha256_file
+from forecast.io import read_csv
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ def load_dataset(
     spec = name if isinstance(name, DatasetSpec) else get_dataset_spec(name)
     path = dataset_path(spec, data_path=data_path, cache_dir=cache_dir)
     # Bytes that are not UTF-8 (e.g. a unit sign in weather.csv) become U+FFFD, not an error.
-    frame = pd.read_csv(path, encoding_errors="replace")
+    frame = read_csv(path, encoding_errors="replace")  # one line naming a bad file
     missing = [c for c in (spec.time_column, *spec.columns) if c not in frame.columns]
     if missing:
         raise ValueError(
