@@ -38,8 +38,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+# Only light imports at the top: --help and --list-datasets never load torch (--check
+# does: validating model parameters needs the model classes).
 from forecast.config import (
     ConfigError,
     ExperimentConfig,
@@ -215,9 +215,9 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _list(args: argparse.Namespace) -> None:
-    from forecast.models.registry import get_entry, list_models
+    if args.list_models:  # the model classes import torch
+        from forecast.models.registry import get_entry, list_models
 
-    if args.list_models:
         for name in list_models():
             entry = get_entry(name)
             print(f"{name:20s} {entry.kind:9s} {entry.description}")
@@ -236,6 +236,8 @@ def _list(args: argparse.Namespace) -> None:
 
 def _print_result(result: ExperimentResult) -> None:
     """The leaderboard, errors per step, DM note, backtest and where everything is."""
+    import pandas as pd
+
     from forecast.report import SHOWN, horizon_table
 
     board = result.leaderboard
@@ -260,8 +262,21 @@ def _print_result(result: ExperimentResult) -> None:
     print(f"leaderboard {d / 'leaderboard.md'}, metrics {d / 'metrics.json'}")
 
 
+def describe_error(err: Exception) -> str:
+    """One line for the user: an `OSError` as 'PATH: reason', anything else as its text.
+
+    Args:
+        err: the error that stopped the run.
+    """
+    if isinstance(err, OSError) and err.filename is not None:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else err.filename
+        return f"{where}: {err.strerror or type(err).__name__}"
+    return str(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 done, 2 bad input, 130 interrupted).
+    """Entry point; returns the exit status (0 done, 2 bad input or a file-system error such
+    as a read-only folder or a full disk, 130 interrupted).
 
     Args:
         argv: arguments (sys.argv[1:] when None).
@@ -274,8 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_models or args.list_datasets:
         _list(args)
         return 0
-    from forecast.experiment import resume, run
-
     try:
         if args.resume:
             given = args.config or args.overrides or _shortcut_overrides(args)
@@ -284,15 +297,19 @@ def main(argv: list[str] | None = None) -> int:
                     "--resume takes the run folder alone (its config.json is used); "
                     "drop --config, --set and the shortcut options"
                 )
+            from forecast.experiment import resume
+
             result = resume(args.resume, progress=False if args.no_progress else None)
         else:
             cfg = config_from_args(args)
             if args.check:
                 print(json.dumps(config_to_dict(cfg), indent=2))
                 return 0
+            from forecast.experiment import run
+
             result = run(cfg)
-    except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # bad input or a file-system fault: one clear line
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finish the run with --resume RUN_DIR (see the log)", file=sys.stderr)

@@ -4,16 +4,22 @@ reads them and a checkpoint can never run code while loading.
 A checkpoint holds the weights, the config and the window layout as plain dicts, the
 scaler's state (to forecast in original units), the training history (and any
 `extra_histories_`, e.g. of a pretraining stage), and the model's registry name and
-class path to rebuild it. Files are written to a temporary file in the same folder and
-renamed over the target, so a crash never leaves a half-written one.
+class path to rebuild it. Only registered model classes are rebuilt (or the class the
+caller passes): no module named in a file is ever imported.
+
+The file (format 2) is `{"format": 2, "sha256": ..., "payload": <uint8 tensor>}`: the
+payload is the `torch.save` serialization of the content above, and its SHA-256 is checked
+before it is read, so a damaged or truncated file is refused with its name. Files are
+written to a temporary file in the same folder and renamed over the target, so a crash
+never leaves a half-written one. Format-1 files (no hash) still load, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
-import tempfile
+import hashlib
+import io
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,33 +28,91 @@ import torch
 
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import WindowLayout
+from forecast.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from forecast.training import TorchForecaster
 
-CHECKPOINT_FORMAT = 1
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 2
+_UNHASHED_FORMAT = 1  # written before the hash: loads with a warning
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: damaged, truncated, or naming a class that is
+    not a registered model. The message names the file."""
+
+
+def _serialize(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save(obj)` to `path` through a temporary file and `os.replace`.
+    """A checkpoint file holding `obj` and its SHA-256, written atomically (see
+    `forecast.io.atomic_write`); `read_checkpoint` verifies and returns `obj`.
 
     Args:
-        obj: what to save.
+        obj: plain data (dicts, lists, numbers, strings, tensors).
         path: destination file; its folder is created.
     """
+    data = _serialize(obj)
+    wrapper = {
+        "format": CHECKPOINT_FORMAT,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "payload": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+    }
+    return atomic_write_bytes(Path(path), _serialize(wrapper))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The content `atomic_save` wrote, after checking its hash (plain data only).
+
+    A damaged, truncated or unreadable file raises a `CheckpointError` naming it; a file
+    of format 1 (no hash) is returned with a warning.
+
+    Args:
+        path: the checkpoint file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with open(path, "rb") as f:  # a missing or unreadable file: OSError naming it
+        raw = f.read()
+    outer = _load_plain(raw, path)
+    fmt = outer.get("format")
+    if fmt == _UNHASHED_FORMAT:
+        log.warning(
+            "%s: checkpoint of format 1 has no integrity hash; loaded unchecked "
+            "(save it again to add one)",
+            path,
+        )
+        return outer
+    if fmt != CHECKPOINT_FORMAT or not isinstance(outer.get("payload"), torch.Tensor):
+        raise CheckpointError(f"{path}: checkpoint format {fmt!r}, expected {CHECKPOINT_FORMAT}")
+    data = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(
+            f"{path}: checkpoint is damaged (its content does not match its SHA-256)"
+        )
+    payload = _load_plain(data, path)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: checkpoint content has format {payload.get('format')!r}")
+    return payload
+
+
+def _load_plain(data: bytes, path: Path) -> dict[str, Any]:
+    """`torch.load(weights_only=True)` of `data`; any failure names `path`."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, OSError, pickle errors, ...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint (damaged or truncated: {first})"
+        ) from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__})")
+    return obj
 
 
 def save_checkpoint(
@@ -81,36 +145,57 @@ def save_checkpoint(
     return atomic_save(payload, path)
 
 
-def _forecaster_class(name: str, class_path: str) -> type[TorchForecaster]:
-    from forecast.models.registry import _MODELS, _load_builtin
+def _forecaster_class(
+    path: Path, name: str, class_path: str, model_class: type | None
+) -> type[TorchForecaster]:
+    """The class to rebuild: the caller's `model_class`, else the registered model `name`
+    (or another registered model) whose class is `class_path`. Nothing named in the file
+    is ever imported."""
+    from forecast.models.registry import get_entry, list_models
     from forecast.training import TorchForecaster
 
-    _load_builtin()
-    entry = _MODELS.get(name)
-    if entry is not None and f"{entry.cls.__module__}:{entry.cls.__qualname__}" == class_path:
-        return entry.cls
-    module, _, qualname = class_path.partition(":")
-    cls = getattr(importlib.import_module(module), qualname, None)
-    if not (isinstance(cls, type) and issubclass(cls, TorchForecaster)):
-        raise ValueError(f"checkpoint class {class_path!r} is not a TorchForecaster subclass")
-    return cls
+    def path_of(cls: type) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+    if model_class is not None:
+        if not (isinstance(model_class, type) and issubclass(model_class, TorchForecaster)):
+            raise TypeError(f"model_class must be a TorchForecaster subclass, got {model_class!r}")
+        if path_of(model_class) != class_path:
+            raise CheckpointError(
+                f"{path}: checkpoint holds a {class_path!r}, not a {path_of(model_class)!r}"
+            )
+        return model_class
+    candidates = [name] if name in list_models() else []
+    candidates += [n for n in list_models() if n != name]
+    for candidate in candidates:
+        cls = get_entry(candidate).cls
+        if path_of(cls) == class_path and issubclass(cls, TorchForecaster):
+            return cls
+    raise CheckpointError(
+        f"{path}: checkpoint class {class_path!r} (model {name!r}) is not a registered "
+        "torch model; pass model_class= to load a model of your own"
+    )
 
 
-def load_checkpoint(path: str | Path, device: str | None = None) -> TorchForecaster:
+def load_checkpoint(
+    path: str | Path, device: str | None = None, model_class: type | None = None
+) -> TorchForecaster:
     """Rebuild a fitted forecaster from `save_checkpoint`; its `.scaler` is restored too.
+
+    Only registered model classes are rebuilt; a `CheckpointError` (a ValueError) naming
+    the file refuses any other class, a damaged or truncated file, or a wrong format.
 
     Args:
         path: the checkpoint file.
         device: where to put the network; None uses the saved config's device.
+        model_class: the class of a model outside the registry (a `TorchForecaster`
+            subclass the file must name); None accepts registered models only.
     """
     from forecast.training import HISTORY_COLUMNS, resolve_device
 
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{path}: checkpoint format {payload.get('format')!r}, expected {CHECKPOINT_FORMAT}"
-        )
-    cls = _forecaster_class(payload["name"], payload["class"])
+    path = Path(path)
+    payload = read_checkpoint(path)
+    cls = _forecaster_class(path, payload.get("name"), str(payload.get("class")), model_class)
     lay = payload["layout"]
     for key in ("targets", "past_covariates", "known_covariates"):
         lay[key] = tuple(lay[key])

@@ -231,7 +231,8 @@ class ExperimentConfig:
 
     Args:
         models: model names, or the groups 'all', 'baselines', 'neural'; every baseline
-            is always added.
+            is always added, except `seasonal_naive` when input_length is shorter than
+            its period (left out with a warning; an error when named here).
         run: seeds, device, interpretation, output folder.
         data: dataset, columns, split, window lengths.
         train: training settings for every model whose Config has them (neural models).

@@ -8,12 +8,16 @@ was expected.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from forecast.config import ExperimentConfig
+    from forecast.data.windows import WindowLayout
+
+log = logging.getLogger(__name__)
 
 MODEL_GROUPS = ("all", "baselines", "neural")
 SPLITS = ("fractions", "borders", "timestamps", "ett_hour", "ett_minute")
@@ -151,6 +155,13 @@ def validate(cfg: ExperimentConfig) -> None:
     if len(set(r.seeds)) != len(r.seeds):
         raise ConfigError(f"run.seeds must not repeat a seed, got {r.seeds}")
     _one_of("run.device", r.device, DEVICES)
+    if r.name is not None:
+        from forecast.runs import check_run_name
+
+        try:
+            check_run_name(r.name)
+        except ValueError as err:
+            raise ConfigError(f"run.name: {err}") from None
     _positive("run.workers", r.workers)
     if r.threads is not None:
         _positive("run.threads", r.threads)
@@ -228,11 +239,22 @@ def validate_data_options(d: Any) -> None:
         _positive("data.period", d.period)
 
 
-def model_names(cfg: ExperimentConfig) -> list[str]:
+def model_names(
+    cfg: ExperimentConfig, layout: WindowLayout | None = None, *, warn: bool = False
+) -> list[str]:
     """The models a config runs: groups expanded, every baseline added, no duplicates.
+
+    A seasonal baseline that cannot run (`seasonal_naive` with `input_length` below its
+    period, see `seasonal_naive_conflict`) is a `ConfigError` when the config names it in
+    `models` or sets its period; when it only came in with the baselines (or a group) it is
+    left out.
 
     Args:
         cfg: the config.
+        layout: the prepared data's layout (its seasonal period); None judges from the
+            config alone, which knows the period of the embedded and registered datasets
+            but not of a CSV.
+        warn: log a warning for a baseline left out (once per run, not per check).
     """
     from forecast.models.registry import get_entry, list_models
 
@@ -250,7 +272,81 @@ def model_names(cfg: ExperimentConfig) -> list[str]:
             except ValueError as err:
                 raise ConfigError(f"models: {err}; or a group in {list(MODEL_GROUPS)}") from None
             names.append(name)
-    return list(dict.fromkeys([*names, *list_models("baseline")]))
+    names = list(dict.fromkeys([*names, *list_models("baseline")]))
+    problem = seasonal_naive_conflict(cfg, layout) if "seasonal_naive" in names else None
+    if problem is not None:
+        explicit = "seasonal_naive" in cfg.models or "period" in cfg.model.get("seasonal_naive", {})
+        if explicit:
+            raise ConfigError(
+                f"{problem}; raise data.input_length (--input-length), set a shorter "
+                "[model.seasonal_naive] period, or drop seasonal_naive from models"
+            )
+        if warn:
+            log.warning("seasonal_naive left out of this run: %s", problem)
+        names.remove("seasonal_naive")
+    return names
+
+
+def _config_period(cfg: ExperimentConfig) -> tuple[int, str] | None:
+    """(seasonal period, frequency) of the data a config names, without reading it; None
+    for a CSV, whose frequency is known only once it is loaded."""
+    from forecast.config import SYNTHETIC
+    from forecast.data.calendar import seasonal_period
+
+    if cfg.data.dataset in SYNTHETIC:
+        import inspect
+
+        from forecast.data import synthetic
+
+        make = (
+            synthetic.make_driver_dataset
+            if cfg.data.dataset == "synthetic"
+            else synthetic.make_lagged_driver_dataset
+        )  # as `forecast.data.source.load_source` calls it: the default frequency
+        freq = inspect.signature(make).parameters["freq"].default
+    elif cfg.data.dataset == "csv":
+        return None
+    else:
+        from forecast.data.registry import get_dataset_spec
+
+        try:
+            freq = get_dataset_spec(cfg.data.dataset).freq
+        except ValueError:  # an unknown dataset is reported when it is loaded
+            return None
+    return seasonal_period(freq), freq
+
+
+def seasonal_naive_conflict(
+    cfg: ExperimentConfig, layout: WindowLayout | None = None
+) -> str | None:
+    """Why `seasonal_naive` cannot run with this config, or None when it can (or when the
+    period is not known yet).
+
+    It repeats the last season of the input window, so it needs `input_length` >= its
+    period: `[model.seasonal_naive] period` if set, else the data's (a day of rows for
+    sub-daily data, e.g. 96 for 15-minute data).
+
+    Args:
+        cfg: the config.
+        layout: the prepared data's layout; None judges from the config alone.
+    """
+    length = cfg.data.input_length
+    period = cfg.model.get("seasonal_naive", {}).get("period")
+    if isinstance(period, int) and not isinstance(period, bool) and period > 0:
+        where = "[model.seasonal_naive] period"
+    elif cfg.data.period is not None:
+        period, where = cfg.data.period, "data.period (--period)"
+    else:
+        known = (layout.period, layout.freq) if layout is not None else _config_period(cfg)
+        if known is None:
+            return None
+        period, where = known[0], f"one season of the data's {known[1]!r} rows"
+    if length >= period:
+        return None
+    return (
+        f"model 'seasonal_naive' needs data.input_length >= its period, got input_length "
+        f"{length} < period {period} ({where})"
+    )
 
 
 def model_params(cfg: ExperimentConfig, name: str, seed: int) -> dict[str, Any]:

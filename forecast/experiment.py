@@ -9,7 +9,6 @@ from the stored results exactly as an uninterrupted run builds it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -117,7 +116,9 @@ def resume(run_dir: str | Path, *, progress: bool | None = None) -> ExperimentRe
         progress: show progress bars; the stored setting when None.
     """
     folder = RunFolder.existing(run_dir)
-    stored = json.loads(folder.file("config.json").read_text())["config"]
+    stored = folder.config().get("config")
+    if not isinstance(stored, dict):
+        raise ValueError(f"{folder.file('config.json')} holds no 'config' section")
     cfg = config_from_dict(stored)
     if progress is not None:
         cfg.run.progress = progress

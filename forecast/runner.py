@@ -15,9 +15,11 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import shutil
 import signal
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from forecast.config import (
 from forecast.data.prepare import DataBundle
 from forecast.data.source import load_source, make_bundle  # noqa: F401 (backtest, experiment)
 from forecast.evaluate import Predictions, predict_dataset, predictions_frame, score
+from forecast.io import read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
 from forecast.runs import RunFolder, environment_manifest
@@ -85,9 +88,10 @@ class Runner:
             raise ValueError(f"mode must be 'new', 'resume' or 'worker', got {mode!r}")
         validate(cfg)
         self.cfg = cfg
-        self.names = model_names(cfg)
         self.df, self.roles, self.split, self.meta = load_source(cfg.data)
         self.bundle = make_bundle(cfg, self.df, self.roles, self.split)
+        # With the data's seasonal period known: a baseline that cannot run is left out.
+        self.names = model_names(cfg, self.bundle.layout, warn=mode != "worker")
         for name in self.names:  # layout-dependent errors, still before any training
             try:
                 create_model(name, self.bundle.layout, **model_params(cfg, name, cfg.run.seeds[0]))
@@ -98,12 +102,17 @@ class Runner:
             self.folder = RunFolder.existing(run_dir)
         elif mode == "new":
             self.folder = RunFolder(cfg.run.output_dir, cfg.run.name)
-            self.folder.write_json("config.json", self._resolved(stored))
-            env = environment_manifest(cfg.run.seeds, cfg.run.device)
-            self.folder.write_json("environment.json", env)
+            try:
+                self.folder.write_json("config.json", self._resolved(stored))
+                env = environment_manifest(cfg.run.seeds, cfg.run.device)
+                self.folder.write_json("environment.json", env)
+            except BaseException:  # e.g. a full disk: leave no folder for a run not started
+                shutil.rmtree(self.folder.path, ignore_errors=True)
+                raise
         else:
             self.folder = RunFolder.existing(run_dir)
-            before = json.loads(self.folder.file("config.json").read_text())["config"]
+            self.folder.remove_stale_tmp()  # before any worker starts writing here
+            before = self.folder.config()["config"]
             if not _same_config(before, stored):
                 raise ConfigError(
                     f"{run_dir}/config.json holds a different config than the one given; "
@@ -118,8 +127,13 @@ class Runner:
         path = self.folder.file("environment.json")
         if not path.is_file():
             return
-        old = json.loads(path.read_text())
         now = environment_manifest(self.cfg.run.seeds, self.cfg.run.device)
+        try:
+            old = read_json(path)
+        except ValueError as err:  # damaged: the report reads it, so write this one
+            log.warning("%s; replaced by this process's environment", err)
+            self.folder.write_json("environment.json", now)
+            return
         for key in ("packages", "device", "torch_threads"):
             if old.get(key) != now.get(key):
                 log.warning(
@@ -184,9 +198,8 @@ class Runner:
         stem = f"results/{name}/seed{seed}"
         done, arrays = self.folder.file(f"{stem}.json"), self.folder.file(f"{stem}.npz")
         if done.is_file() and arrays.is_file():
-            with np.load(arrays) as npz:
-                pred = npz["prediction"]
-            if pred.shape == self.target.shape:
+            stored = self._read_pair(done, arrays)
+            if stored is not None:
                 log.log(
                     logging.INFO if log_reuse else logging.DEBUG,
                     "%s seed %d: reusing %s",
@@ -194,10 +207,7 @@ class Runner:
                     seed,
                     done,
                 )
-                return json.loads(done.read_text()), pred
-            log.warning(
-                "%s has shape %s, expected %s: refitting", arrays, pred.shape, self.target.shape
-            )
+                return stored
         cfg, bundle, first = self.cfg, self.bundle, seed == self.cfg.run.seeds[0]
         model = create_model(name, bundle.layout, **model_params(cfg, name, seed))
         t0 = time.perf_counter()
@@ -241,6 +251,37 @@ class Runner:
         self.folder.write_json(f"{stem}.json", row)  # last: marks the pair as done
         return row, preds.prediction
 
+    def _read_pair(self, done: Path, arrays: Path) -> tuple[dict, np.ndarray] | None:
+        """A finished pair's stored metrics row and predictions; None (with a warning naming
+        the file) when either file is damaged or does not fit this run: it is refitted."""
+        try:
+            with np.load(arrays) as npz:
+                pred = npz["prediction"]
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+            log.warning("%s is damaged or unreadable (%s): refitting", arrays, err)
+            return None
+        if pred.shape != self.target.shape:
+            log.warning(
+                "%s has shape %s, expected %s: refitting", arrays, pred.shape, self.target.shape
+            )
+            return None
+        row = self._read_row(done, ("mse", "per_horizon"))
+        return None if row is None else (row, pred)
+
+    @staticmethod
+    def _read_row(path: Path, keys: tuple[str, ...]) -> dict | None:
+        """A stored metrics row; None (with a warning naming the file) when it is damaged."""
+        try:
+            row = read_json(path)
+        except (OSError, ValueError) as err:
+            log.warning("%s: refitting", err)
+            return None
+        missing = [k for k in keys if not isinstance(row, dict) or k not in row]
+        if missing:
+            log.warning("%s lacks %s: refitting", path, missing)
+            return None
+        return row
+
     def refit_fold(self, name: str, seed: int, fold: bt.Fold, bundle: DataBundle) -> dict:
         """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted.
 
@@ -251,8 +292,9 @@ class Runner:
             bundle: the data split for that fold (see `backtest.refit_split`).
         """
         path = self.folder.file(f"results/{name}/seed{seed}_fold{fold.index}.json")
-        if path.is_file():
-            return json.loads(path.read_text())
+        stored = self._read_row(path, ("mse",)) if path.is_file() else None
+        if stored is not None:
+            return stored
         model = create_model(name, bundle.layout, **model_params(self.cfg, name, seed))
         model.fit(bundle.train, bundle.val)
         row = {
@@ -275,9 +317,16 @@ class Runner:
         ckpt = self.folder.file(f"checkpoints/{name}_seed{self.cfg.run.seeds[0]}.pt")
         if not ckpt.is_file():
             return None
-        from forecast.training import load_checkpoint
+        from forecast.checkpoint import CheckpointError, load_checkpoint
 
-        self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
+        try:
+            self.models[name] = load_checkpoint(ckpt, device=self.cfg.run.device)
+        except CheckpointError as err:  # damaged: the stored results are still good
+            log.warning(
+                "%s; %s is not interpreted (delete results/%s/seed%d.json to refit it)",
+                err, name, name, self.cfg.run.seeds[0],
+            )  # fmt: skip
+            return None
         return self.models[name]
 
 

@@ -4,43 +4,48 @@ and the environment manifest written into it."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+from forecast.io import atomic_write, read_json, remove_stale_tmp
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
 
 PACKAGES = ("torch", "numpy", "pandas", "sklearn", "scipy", "matplotlib", "tqdm")
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write via `write(tmp_path)` to a temporary file beside `path`, then rename.
+def check_run_name(name: str) -> str:
+    """`name` if it is a plain folder name; a ValueError otherwise (a path separator, `..`,
+    an absolute path or an empty name would put the run folder outside the output folder).
 
-    A crash mid-write leaves at most a hidden temporary file, never a half-written `path`.
+    Args:
+        name: a run folder name (`run.name`, `--run-name`).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, _FILE_MODE)  # mkstemp makes owner-only files; use the usual mode
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or Path(name).is_absolute()
+        or "\0" in name
+    ):
+        raise ValueError(
+            f"run name {name!r} must be a plain folder name (no path separators, '..' "
+            "or absolute paths); use run.output_dir / --output-dir for the parent folder"
+        )
+    return name
 
 
 class RunFolder:
@@ -54,6 +59,8 @@ class RunFolder:
 
     def __init__(self, root: str | Path, name: str | None = None) -> None:
         root = Path(root)
+        if name is not None:
+            check_run_name(name)
         base = name or datetime.now().strftime("%Y%m%d-%H%M%S")
         path, i = root / base, 1
         while path.exists():
@@ -74,6 +81,18 @@ class RunFolder:
         folder = cls.__new__(cls)
         folder.path = path
         return folder
+
+    def config(self) -> dict[str, Any]:
+        """The stored `config.json` (a damaged file raises a ValueError naming it)."""
+        return read_json(self.file("config.json"))
+
+    def remove_stale_tmp(self) -> list[Path]:
+        """Delete temporary files a killed run left behind (only while no process writes
+        here, e.g. when a resume starts); each is logged. Returns the removed paths."""
+        removed = remove_stale_tmp(self.path)
+        for p in removed:
+            log.info("removed %s, left by an interrupted write", p)
+        return removed
 
     def file(self, relative: str) -> Path:
         """Path of a file inside the run folder."""

@@ -1,7 +1,13 @@
-"""Shared fixtures: small generated frames, and the benchmark file when it is present."""
+"""Shared fixtures: small generated frames, and the benchmark file when it is present.
+
+A test that needs a reference file (e.g. `../shared/data/ETTh1.csv`) asks for it through
+`reference_file`: it is skipped when the file is missing, except under CI (`CI=true`),
+where a missing reference file fails the run instead.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,8 +44,22 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def reference_file(path: Path, hint: str = "") -> Path:
+    """`path` if it is a file; otherwise skip the test, or fail it under CI (`CI=true`).
+
+    Args:
+        path: the reference file a test needs.
+        hint: how to provide it, added to the message.
+    """
+    if path.is_file():
+        return path
+    message = f"reference file not found at {path}" + (f" ({hint})" if hint else "")
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"{message}; under CI=true a missing reference file is an error")
+    pytest.skip(message)
+
+
 @pytest.fixture
 def etth1_path() -> Path:
-    if not ETTH1.exists():
-        pytest.skip(f"benchmark file not found at {ETTH1}")
-    return ETTH1
+    """The benchmark ETTh1 file (see `reference_file`)."""
+    return reference_file(ETTH1)

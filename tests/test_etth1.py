@@ -12,11 +12,9 @@ from forecast.evaluate import predict_dataset, score
 
 @pytest.fixture(scope="module")
 def etth1(request):
-    from tests.conftest import ETTH1
+    from tests.conftest import ETTH1, reference_file
 
-    if not ETTH1.exists():
-        pytest.skip(f"benchmark file not found at {ETTH1}")
-    return pd.read_csv(ETTH1)
+    return pd.read_csv(reference_file(ETTH1))
 
 
 @pytest.mark.parametrize(

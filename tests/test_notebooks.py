@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import reference_file
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -36,8 +38,8 @@ def test_notebooks_are_stored_without_outputs():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes_in_fast_mode(path, monkeypatch):
-    if "etth1" in path.stem and not ETTH1.is_file():
-        pytest.skip(f"ETTh1 file not found at {ETTH1} (set FORECAST_DATA_ETTH1)")
+    if "etth1" in path.stem:
+        reference_file(ETTH1, "set FORECAST_DATA_ETTH1")
     monkeypatch.setenv("FORECAST_FAST", "1")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -361,16 +361,3 @@ def test_accuracy_suite_runs_ettm1_on_its_own_borders(tmp_path, monkeypatch, cap
     printed = capsys.readouterr().out
     assert "ETTm1 track U, input 336, horizon 96" in printed
     assert "[published] NLinear" in printed
-
-
-def test_source_is_the_file_read_from_the_environment(tmp_path, monkeypatch):
-    """config.json names the file used (here from FORECAST_DATA_ETTH1), not the URL."""
-    from forecast.config import DataConfig
-    from forecast.data.source import load_source
-
-    csv = tmp_path / "etth1-copy.csv"
-    _registered_like("ETTh1", 200).to_csv(csv, index=False)
-    monkeypatch.setenv("FORECAST_DATA_ETTH1", str(csv))
-    _, roles, split, meta = load_source(DataConfig(dataset="ETTh1"))
-    assert meta["source"] == str(csv) and meta["url"].startswith("https://")
-    assert split == SplitSpec("ett_hour") and roles.targets == ("OT",)

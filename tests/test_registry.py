@@ -21,6 +21,7 @@ from forecast.data.registry import (
     list_datasets,
     load_dataset,
 )
+from tests.conftest import reference_file
 
 ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ETTh1.csv"
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
@@ -209,8 +210,8 @@ def _toml(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.skipif(not ETTH1.is_file(), reason=f"real ETTh1 not available at {ETTH1}")
 def test_real_etth1(caplog):
+    reference_file(ETTH1)
     with caplog.at_level(logging.WARNING, logger="forecast.data.registry"):
         frame, spec = load_dataset("ETTh1", data_path=ETTH1)
     assert caplog.records == []  # the shared copy matches the registered sha256

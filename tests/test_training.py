@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from forecast import ColumnRoles, create_model, prepare_data
+from forecast.checkpoint import read_checkpoint
 from forecast.evaluate import predict_dataset, score
 from forecast.models.base import ForecastOutput
 from forecast.models.teacher_forcing import TeacherForcingSchedule
@@ -254,7 +255,7 @@ def test_checkpoint_round_trip(data, tmp_path, name):
     model.fit(data.train, data.val)
     path = model.save_checkpoint(tmp_path / "ckpt" / "model.pt", scaler=data.scaler)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temp file left
-    raw = torch.load(path, weights_only=True)  # plain data only
+    raw = read_checkpoint(path)  # plain data only, read with weights_only=True
     assert raw["config"] == dataclasses.asdict(model.config) and raw["name"] == name
     loaded = load_checkpoint(path)
     assert loaded.name == name and loaded.config == model.config
@@ -273,7 +274,9 @@ def test_checkpoint_round_trip(data, tmp_path, name):
 def test_checkpoint_of_a_model_outside_the_registry(data, tmp_path):
     model = Toy(data.layout, ToyConfig(epochs=1, **QUIET)).fit(data.train)
     model.save_checkpoint(tmp_path / "toy.pt")
-    loaded = load_checkpoint(tmp_path / "toy.pt")
+    with pytest.raises(ValueError, match="is not a registered torch model"):
+        load_checkpoint(tmp_path / "toy.pt")  # only registered classes, unless passed
+    loaded = load_checkpoint(tmp_path / "toy.pt", model_class=Toy)
     assert type(loaded).__name__ == "Toy" and loaded.scaler is None
     batch = data.test.batch([0, 1])
     torch.testing.assert_close(

@@ -28,6 +28,7 @@ from pandas.tseries.frequencies import to_offset
 
 from forecast.data.download import SHA256_PATTERN, fetch, sha256_file
 from forecast.data.split import SplitSpec
+from forecast.io import read_csv
 
 log = logging.getLogger(__name__)
 
@@ -211,26 +212,56 @@ def dataset_path(
         download: download into the cache when the file is found nowhere else.
     """
     spec = name if isinstance(name, DatasetSpec) else get_dataset_spec(name)
-    env_var = f"FORECAST_DATA_{spec.name.upper()}"
-    if data_path is not None:
-        return _user_file(spec, Path(data_path).expanduser(), "data_path")
-    if os.environ.get(env_var):
-        return _user_file(spec, Path(os.environ[env_var]).expanduser(), env_var)
-    data_dir = os.environ.get("FORECAST_DATA_DIR")
-    if data_dir and (Path(data_dir).expanduser() / spec.filename).is_file():
-        return _user_file(spec, Path(data_dir).expanduser() / spec.filename, "FORECAST_DATA_DIR")
-
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    dest = cache / spec.filename
+    dest, origin = _locate(spec, data_path, cache_dir)
+    if origin != "cache":
+        return _user_file(spec, dest, origin)
     if not dest.exists() and not download:
         raise FileNotFoundError(
-            f"dataset {spec.name!r} not found: no data_path, no {env_var}, no "
-            f"{spec.filename} in FORECAST_DATA_DIR, not in the cache {cache}, and "
-            "download=False. Pass data_path=... or allow the download."
+            f"dataset {spec.name!r} not found: no data_path, no "
+            f"FORECAST_DATA_{spec.name.upper()}, no {spec.filename} in FORECAST_DATA_DIR, "
+            f"not in the cache {dest.parent}, and download=False. Pass data_path=... or "
+            "allow the download."
         )
     if spec.sha256:
         return fetch(spec.url, dest, spec.sha256)
     return _fetch_unverified(spec, dest)
+
+
+def _locate(
+    spec: DatasetSpec, data_path: str | Path | None, cache_dir: str | Path | None
+) -> tuple[Path, str]:
+    """The file `dataset_path` takes (it may not exist yet) and where it was named: 'data_path',
+    'FORECAST_DATA_<NAME>', 'FORECAST_DATA_DIR' or 'cache' (downloaded there when absent)."""
+    env_var = f"FORECAST_DATA_{spec.name.upper()}"
+    if data_path is not None:
+        return Path(data_path).expanduser(), "data_path"
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var]).expanduser(), env_var
+    data_dir = os.environ.get("FORECAST_DATA_DIR")
+    if data_dir and (Path(data_dir).expanduser() / spec.filename).is_file():
+        return Path(data_dir).expanduser() / spec.filename, "FORECAST_DATA_DIR"
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache / spec.filename, "cache"
+
+
+def dataset_source(
+    name: str | DatasetSpec,
+    data_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> dict[str, str]:
+    """Where a dataset's file comes from, for a run's record (nothing is read or fetched).
+
+    Returns `{"path": the local file, "from": how it was found ('data_path',
+    'FORECAST_DATA_<NAME>', 'FORECAST_DATA_DIR' or 'cache'), "url": the registered URL}`.
+
+    Args:
+        name: registered dataset name, or a `DatasetSpec` of your own.
+        data_path: the local copy given, as for `dataset_path`.
+        cache_dir: cache folder; defaults to `default_cache_dir()`.
+    """
+    spec = name if isinstance(name, DatasetSpec) else get_dataset_spec(name)
+    path, origin = _locate(spec, data_path, cache_dir)
+    return {"path": str(path), "from": origin, "url": spec.url}
 
 
 def _user_file(spec: DatasetSpec, path: Path, source: str) -> Path:
@@ -284,8 +315,7 @@ def load_dataset(
     spec = name if isinstance(name, DatasetSpec) else get_dataset_spec(name)
     path = dataset_path(spec, data_path=data_path, cache_dir=cache_dir)
     # Bytes that are not UTF-8 (e.g. a unit sign in weather.csv) become U+FFFD, not an error.
-    frame = pd.read_csv(path, encoding_errors="replace")
-    frame.attrs["source"] = str(path)
+    frame = read_csv(path, encoding_errors="replace")  # one line naming a bad file
     missing = [c for c in (spec.time_column, *spec.columns) if c not in frame.columns]
     if missing:
         raise ValueError(

@@ -12,6 +12,7 @@ from forecast.config import SYNTHETIC
 from forecast.data.frame import STEP, ColumnRoles, is_step_index
 from forecast.data.prepare import DataBundle, prepare_data
 from forecast.data.split import SplitSpec
+from forecast.io import read_csv
 
 if TYPE_CHECKING:
     from forecast.config import DataConfig, ExperimentConfig
@@ -98,19 +99,19 @@ def load_source(data: DataConfig) -> tuple[pd.DataFrame, ColumnRoles, SplitSpec,
         value_cols, split_kind = [syn.target, *syn.covariates], "fractions"
         meta["truth"] = dataclasses.asdict(syn.truth)
     elif data.dataset == "csv":
-        df, time_col, default_targets = pd.read_csv(data.data_path), data.time_column, data.targets
+        df, time_col, default_targets = read_csv(data.data_path), data.time_column, data.targets
         skip = {time_col, data.series_id}
         value_cols, split_kind = [c for c in df.columns if c not in skip], "fractions"
         meta["source"] = str(data.data_path)
     else:
-        from forecast.data.registry import load_dataset
+        from forecast.data.registry import dataset_source, load_dataset
 
         df, spec = load_dataset(data.dataset, data_path=data.data_path)
         time_col, default_targets = spec.time_column, list(spec.targets)
         value_cols, split_kind = list(spec.columns), spec.split
         fractions = spec.ratios or fractions
-        meta["source"] = df.attrs.get("source", str(data.data_path))  # the file read
-        meta["url"] = spec.url
+        source = dataset_source(spec, data.data_path)  # the file read, not only the URL
+        meta.update(source=source["path"], source_from=source["from"], source_url=source["url"])
     known = list(data.known_covariates)
     named = [] if isinstance(data.covariates, str) else list(data.covariates)
     track_m = data.targets in ("all", ["all"])

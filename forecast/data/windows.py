@@ -139,7 +139,11 @@ class WindowDataset(torch.utils.data.Dataset):
         """A dataset of some of these windows, sharing the same data."""
         return WindowDataset(self.data, self.starts[idx], self.layout, self.series_index[idx])
 
+    def origin_rows(self) -> np.ndarray:
+        """[N] global row index of each window's forecast origin (its last input row), as
+        the batches' `origin`; index `frame.timestamps` with it for origin times."""
+        return self.starts + (self.layout.input_length - 1)
+
     def target_rows(self) -> np.ndarray:
         """[N, H] global row index of every forecast target (for timestamps)."""
-        first = self.starts + self.layout.input_length
-        return first[:, None] + np.arange(self.layout.horizon)[None, :]
+        return self.origin_rows()[:, None] + np.arange(1, self.layout.horizon + 1)[None, :]

@@ -19,8 +19,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
+from forecast.io import atomic_write
 from forecast.models.base import Forecaster
-from forecast.runs import atomic_write
 
 ENCODER_FIELDS = ("past_target", "past_covariates", "past_known")
 INPUT_FIELDS = (*ENCODER_FIELDS, "future_known")

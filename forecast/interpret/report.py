@@ -24,8 +24,8 @@ from forecast.data.synthetic import GroundTruth, SyntheticDataset
 from forecast.interpret.collect import AttentionSummary
 from forecast.interpret.gradients import GradientImportance
 from forecast.interpret.sections import SECTIONS, Context
+from forecast.io import atomic_write
 from forecast.models.base import Forecaster
-from forecast.runs import atomic_write
 
 logger = logging.getLogger(__name__)
 

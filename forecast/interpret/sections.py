@@ -48,8 +48,8 @@ from forecast.interpret.plots_importance import (
     plot_feature_importance,
     plot_lag_importance,
 )
+from forecast.io import atomic_write
 from forecast.models.base import Forecaster
-from forecast.runs import atomic_write
 
 
 @dataclass

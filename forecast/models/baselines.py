@@ -23,7 +23,7 @@ import torch
 from sklearn.linear_model import Ridge
 from torch import Tensor
 
-from forecast.data.windows import Batch, WindowDataset
+from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.base import Forecaster, ForecastOutput, ModelConfig
 from forecast.models.registry import register_model
 
@@ -50,11 +50,15 @@ class SeasonalNaive(Forecaster):
 
     Config = SeasonalConfig
 
+    def __init__(self, layout: WindowLayout, config: SeasonalConfig | None = None) -> None:
+        super().__init__(layout, config)
+        m, L = self.config.period or layout.period, layout.input_length
+        if m > L:  # refused when built, not after every other model has trained
+            raise ValueError(f"seasonal_naive needs input_length >= period; got {L} < {m}")
+
     def predict_batch(self, batch: Batch) -> ForecastOutput:
         m = self.config.period or self.layout.period
         L, H = self.layout.input_length, self.layout.horizon
-        if m > L:
-            raise ValueError(f"seasonal_naive needs input_length >= period; got {L} < {m}")
         idx = torch.as_tensor([L - m + (h % m) for h in range(H)])
         return ForecastOutput(batch["past_target"][:, idx, :])
 
