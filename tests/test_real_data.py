@@ -46,7 +46,7 @@ def test_duplicate_row_is_an_error_that_names_the_option():
 
 def test_gap_is_an_error_that_names_the_options():
     with pytest.raises(
-        ValueError, match=r"gap in the '10min' frequency: row 301 .*\(9 missing .*--gaps keep"
+        ValueError, match=r"gap in the '10min' frequency: row 302 .*\(9 missing .*--gaps keep"
     ):
         prepare_frame(_messy(), ROLES, drop_duplicates=True)
 

@@ -214,30 +214,46 @@ def _as_int64(times: pd.Index) -> np.ndarray:
     return times.to_numpy(dtype=np.int64)
 
 
-def _check_times(times: pd.Index, sid: str, rows: np.ndarray, df: pd.DataFrame) -> None:
-    """Times present, unique and sorted; a duplicate names both rows (of `df`)."""
+def _row_names(rows: np.ndarray, sid: str, positions: np.ndarray) -> np.ndarray:
+    """Row numbers for messages: the row in the user's frame for one series (before any
+    duplicate was dropped), the row within the series for several."""
+    return np.arange(len(rows)) if sid else positions[rows]
+
+
+def _check_times(
+    times: pd.Index, sid: str, rows: np.ndarray, df: pd.DataFrame, names: np.ndarray
+) -> None:
+    """Times present, unique and sorted; a duplicate names both rows.
+
+    Args:
+        times: the series' timestamps.
+        sid: the series id ("" for one series).
+        rows: the series' positions in `df`.
+        df: the frame.
+        names: the row numbers used in messages (see `_row_names`).
+    """
     where = f" in series {sid!r}" if sid else ""
     if times.hasnans:
         row = int(np.flatnonzero(times.isna())[0])
-        raise ValueError(f"missing timestamp at row {rows[row]}{where}")
+        raise ValueError(f"missing timestamp at row {names[row]}{where}")
     diffs = np.diff(_as_int64(times))
     if (diffs == 0).any():
         i = int(np.flatnonzero(diffs == 0)[0]) + 1
-        a, b = int(rows[i - 1]), int(rows[i])
-        same = df.iloc[[a]].reset_index(drop=True).equals(df.iloc[[b]].reset_index(drop=True))
-        if same:
+        a, b = df.iloc[[rows[i - 1]]], df.iloc[[rows[i]]]
+        pair = f"rows {names[i - 1]} and {names[i]}"
+        if a.reset_index(drop=True).equals(b.reset_index(drop=True)):
             raise ValueError(
-                f"rows {a} and {b} are identical (timestamp {times[i]}){where}; pass "
+                f"{pair} are identical (timestamp {times[i]}){where}; pass "
                 "drop_duplicates=True (--drop-duplicates) to drop exact duplicate rows"
             )
         raise ValueError(
-            f"duplicate timestamp {times[i]} at rows {a} and {b}{where}, with different "
-            "values; keep one of them (not dropped automatically)"
+            f"duplicate timestamp {times[i]} at {pair}{where}, with different values; keep "
+            "one of them (not dropped automatically)"
         )
     if (diffs < 0).any():
         row = int(np.flatnonzero(diffs < 0)[0]) + 1
         raise ValueError(
-            f"timestamps are not sorted{where}: row {rows[row]} ({times[row]}) comes after "
+            f"timestamps are not sorted{where}: row {names[row]} ({times[row]}) comes after "
             f"{times[row - 1]}; sort the frame by time first"
         )
 
@@ -266,9 +282,12 @@ def _grid(times: pd.Index, freq: str) -> pd.Index:
     return pd.date_range(times[0], times[-1], freq=freq)
 
 
-def _check_regular(times: pd.Index, freq: str, sid: str, gaps: GapPolicy) -> pd.Index | None:
+def _check_regular(
+    times: pd.Index, freq: str, sid: str, gaps: GapPolicy, names: np.ndarray
+) -> pd.Index | None:
     """None when `times` is regular at `freq` (or gaps are kept); else, for gaps='fill',
-    the full grid to reindex to. Raises for gaps='error' or timestamps off the grid."""
+    the full grid to reindex to. Raises for gaps='error' or timestamps off the grid; row
+    numbers in messages are `names` (see `_row_names`)."""
     grid = _grid(times, freq)
     if len(grid) == len(times) and times.equals(grid):
         return None
@@ -286,14 +305,14 @@ def _check_regular(times: pd.Index, freq: str, sid: str, gaps: GapPolicy) -> pd.
     if len(off_grid) or missing <= 0:
         row = int(np.flatnonzero(~times.isin(grid))[0]) if len(off_grid) else 0
         raise ValueError(
-            f"timestamp {times[row]} at row {row}{where} is not on the {freq!r} grid that "
+            f"timestamp {times[row]} at row {names[row]}{where} is not on the {freq!r} grid that "
             f"starts at {times[0]}; pass the right freq= (--freq)"
         )
     row = int(np.flatnonzero(times != grid[: len(times)])[0])
     if gaps == "fill":
         return grid
     raise ValueError(
-        f"gap in the {freq!r} frequency{where}: row {row} is {times[row]} but "
+        f"gap in the {freq!r} frequency{where}: row {names[row]} is {times[row]} but "
         f"{grid[row]} was expected after {times[row - 1]} ({missing} missing timestamp(s)); "
         "pass gaps='fill' with a fill= policy (--gaps fill --fill ffill) to insert them, "
         "gaps='keep' (--gaps keep) to use the rows as they are, or the right freq= (--freq)"
@@ -374,6 +393,7 @@ def prepare_frame(
     _check_columns(df, roles)
     value_cols = [*roles.targets, *roles.past_covariates, *roles.known_covariates]
     _check_numeric(df, value_cols)
+    positions = np.arange(len(df))  # rows of the frame as given, for messages
     if drop_duplicates:
         dup = df.duplicated(keep="first").to_numpy()
         if dup.any():
@@ -382,7 +402,8 @@ def prepare_frame(
                 int(dup.sum()),
                 int(np.flatnonzero(dup)[0]),
             )
-            df = df.iloc[np.flatnonzero(~dup)]
+            positions = np.flatnonzero(~dup)
+            df = df.iloc[positions]
     times_all = _timestamps(df, roles)
     step_index = not isinstance(times_all, pd.DatetimeIndex)
     if step_index and freq not in (None, STEP):
@@ -406,10 +427,11 @@ def prepare_frame(
     blocks, stamps, bounds = [], [], [0]
     for sid, rows in groups:
         times = times_all[rows]
-        _check_times(times, sid, rows, df)
+        names = _row_names(rows, sid, positions)
+        _check_times(times, sid, rows, df, names)
         this_freq = STEP if step_index else (freq or _infer_freq(times))
         freq = this_freq  # every series shares the first one's frequency
-        grid = _check_regular(times, freq, sid, gaps)
+        grid = _check_regular(times, freq, sid, gaps, names)
         values = df[value_cols].iloc[rows].to_numpy(dtype=np.float32, copy=True)
         if grid is not None:  # gaps='fill': missing timestamps become NaN rows, then filled
             log.warning(
