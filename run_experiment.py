@@ -88,6 +88,11 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
     ("--device", "run.device", {"choices": ["auto", "cpu", "cuda", "mps"], "help": "device"}),
     ("--output-dir", "run.output_dir", {"help": "parent folder of run folders"}),
     ("--run-name", "run.name", {"help": "run folder name (never reused)"}),
+    (
+        "--predictions",
+        "run.predictions",
+        {"choices": ["npz", "csv", "none"], "help": "prediction files: sample, full CSV, none"},
+    ),
     ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
 ]
 

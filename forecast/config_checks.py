@@ -20,6 +20,7 @@ SPLITS = ("fractions", "ett_hour", "ett_minute")
 SCALINGS = ("per_series", "global", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DM_PREDICTIONS = ("first_seed", "seed_mean")
+PREDICTION_FILES = ("npz", "csv", "none")
 RUN_WIDE = ("seed", "device", "progress")  # set per run, never per model
 
 
@@ -150,6 +151,7 @@ def validate(cfg: ExperimentConfig) -> None:
     if len(set(r.seeds)) != len(r.seeds):
         raise ConfigError(f"run.seeds must not repeat a seed, got {r.seeds}")
     _one_of("run.device", r.device, DEVICES)
+    _one_of("run.predictions", r.predictions, PREDICTION_FILES)
     _positive("run.workers", r.workers)
     if r.threads is not None:
         _positive("run.threads", r.threads)

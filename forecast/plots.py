@@ -14,19 +14,34 @@ def _color(i: int) -> tuple:
     return mpl.colormaps["tab20"](i % 20)
 
 
+def pick_origins(n: int, k: int) -> np.ndarray:
+    """Positions of `k` forecast origins spread evenly over `n` (in time order), skipping
+    the first fifth: those have no test actuals before them to show as context.
+
+    Args:
+        n: number of origins.
+        k: how many to pick.
+    """
+    return np.unique(np.linspace(n // 5, n - 1, k).round().astype(int))
+
+
 def forecast_plot(
     predictions: dict[str, pd.DataFrame],
-    *,
     target: str,
+    origins: np.ndarray | None = None,
+    *,
     n_origins: int = 3,
     series: str | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Actuals over the test period with whole-horizon forecasts from a few origins.
 
     Args:
-        predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`.
+        predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`
+            (every window, or those of `origins` and the horizons before them).
         target: which target column to draw.
-        n_origins: how many forecast origins, spread evenly over the test period.
+        origins: the forecast origins (times) to draw; `n_origins` spread evenly over the
+            test period when None.
+        n_origins: how many origins when `origins` is None.
         series: which series (the first by default).
     """
     first = next(iter(predictions.values()))
@@ -34,10 +49,10 @@ def forecast_plot(
     series = series if series is not None else rows["series"].iloc[0]
     rows = rows[rows["series"] == series]
     actual = rows.drop_duplicates("time").sort_values("time")[["time", "actual"]]
-    origins = np.sort(rows["origin_time"].unique())
-    # Skip the first fifth: those origins have no test actuals before them to show.
-    first_shown = len(origins) // 5
-    picked = origins[np.linspace(first_shown, len(origins) - 1, n_origins).round().astype(int)]
+    if origins is None:
+        every = np.sort(rows["origin_time"].unique())
+        origins = every[pick_origins(len(every), n_origins)]
+    picked = np.asarray(origins)
 
     horizon = int(rows["step"].max())
     fig = Figure(figsize=(11, 2.6 * len(picked)))

@@ -22,12 +22,14 @@ import pandas as pd
 from forecast import compare
 from forecast.config import ExperimentConfig
 from forecast.data.prepare import DataBundle
+from forecast.evaluate import Predictions, predictions_frame
 from forecast.plots import (
     backtest_plot,
     forecast_plot,
     history_plot,
     horizon_error_plot,
     leaderboard_plot,
+    pick_origins,
 )
 from forecast.runs import RunFolder, atomic_write
 
@@ -40,18 +42,6 @@ SHOWN = [
 """Leaderboard columns shown in reports and printed by the CLI."""
 
 Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "table" | "img", payload)
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    """A `predictions/<model>.csv` file with its time columns parsed.
-
-    Args:
-        path: the CSV.
-    """
-    frame = pd.read_csv(path, keep_default_na=False, dtype={"series": str, "target": str})
-    for col in ("time", "origin_time"):
-        frame[col] = pd.to_datetime(frame[col])
-    return frame
 
 
 def write_outputs(
@@ -97,7 +87,7 @@ def write_outputs(
         folder.write_csv("backtest.csv", folds)
         summary = folds.groupby(["model", "fold"], sort=False)["mse"].mean().reset_index()
     if cfg.run.plots:
-        _write_plots(folder, cfg, board, horizon, significance, folds, [n for n, _ in preds])
+        _write_plots(folder, cfg, bundle, board, horizon, significance, folds, preds)
     folder.write_json(
         "metrics.json",
         {
@@ -119,26 +109,25 @@ def _top_level(run_dir: Path) -> list[str]:
 def _write_plots(
     folder: RunFolder,
     cfg: ExperimentConfig,
+    bundle: DataBundle,
     board: pd.DataFrame,
     horizon: pd.DataFrame,
     significance: pd.DataFrame,
     folds: pd.DataFrame | None,
-    names: list[str],
+    preds: dict[tuple[str, int], np.ndarray],
 ) -> None:
     """Every figure of a run under plots/, each with the data behind it as CSV."""
     base = str(significance["dm_vs"].iloc[0])
     neural = board.loc[board["kind"] == "neural", "model"]
     best = str(neural.iloc[0]) if len(neural) else str(board["model"].iloc[0])
     # The best neural model next to the best baseline (and repeat-last for scale).
-    shown = dict.fromkeys([best, base, "naive"])
-    frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
-    target = str(frames[best]["target"].iloc[0])
-    fig, data = forecast_plot(frames, target=target)
+    shown = [n for n in dict.fromkeys([best, base, "naive"]) if (n, cfg.run.seeds[0]) in preds]
+    fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
     folder.write_figure("plots/forecasts.png", fig, data)
     folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
     folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
     histories = {}
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(n for n, _ in preds):
         path = folder.file(f"history/{name}_seed{cfg.run.seeds[0]}.csv")
         if path.is_file():
             histories[name] = pd.read_csv(path)
@@ -146,6 +135,44 @@ def _write_plots(
         folder.write_figure("plots/history.png", *history_plot(histories))
     if folds is not None:
         folder.write_figure("plots/backtest.png", *backtest_plot(folds))
+
+
+def _forecast_frames(
+    bundle: DataBundle,
+    preds: dict[tuple[str, int], np.ndarray],
+    names: list[str],
+    seed: int,
+    n_origins: int = 3,
+) -> tuple[dict[str, pd.DataFrame], str, np.ndarray]:
+    """Tidy frames (first target, first series) of the windows the forecast plot draws:
+    `n_origins` picked origins and the windows of the four horizons before each (their
+    targets are the actuals shown as context). Built from the arrays in memory, so the
+    plot does not depend on `run.predictions`.
+
+    Returns (model -> frame, the target, the picked origin times).
+    """
+    ds, lay = bundle.test, bundle.layout
+    origin = ds.starts + lay.input_length - 1  # [N] global rows
+    own = np.flatnonzero(ds.series_index == ds.series_index[0])  # the first series
+    picked = pick_origins(len(own), n_origins)
+    rows = origin[own]
+    near = np.zeros(len(own), dtype=bool)
+    for j in picked:
+        near |= (rows >= rows[j] - 4 * lay.horizon) & (rows <= rows[j])
+    windows = own[near]
+    sub = ds.subset(windows)
+    target = np.concatenate([b["future_target"].numpy() for b in sub.iter_batches(4096)])
+    first = lay.targets[0]
+    frames = {
+        n: predictions_frame(
+            Predictions(preds[n, seed][windows], target, sub.series_index, origin[windows]),
+            bundle,
+            sub,
+            targets=[first],
+        )
+        for n in names
+    }
+    return frames, first, bundle.frame.timestamps[origin[own[picked]]]
 
 
 def horizon_table(

@@ -15,7 +15,9 @@ from forecast.config import (
     ExperimentConfig,
     RunConfig,
 )
+from forecast.evaluate import load_predictions
 from forecast.experiment import run
+from forecast.runner import SAMPLE_WINDOWS
 from forecast.runs import RunFolder
 
 TINY_NEURAL = {"epochs": 1, "max_train_windows": 64, "max_val_windows": 32, "batch_size": 32}
@@ -39,7 +41,7 @@ def test_run_writes_a_complete_folder(tmp_path):
         "leaderboard.md",
         "significance.csv",
         "per_horizon.csv",
-        "predictions/naive.csv",
+        "predictions/naive_sample.csv",
         "results/naive/seed0.json",
         "results/naive/seed0.npz",
         "plots/forecasts.png",
@@ -61,8 +63,18 @@ def test_run_writes_a_complete_folder(tmp_path):
     assert config["data"]["truth"]["lag"] == 12
     env = json.loads((folder / "environment.json").read_text())
     assert env["seeds"] == [0] and env["packages"]["numpy"] and "device" in env
-    preds = pd.read_csv(folder / "predictions/naive.csv", parse_dates=["time", "origin_time"])
+    preds = pd.read_csv(
+        folder / "predictions/naive_sample.csv",
+        parse_dates=["time", "origin_time"],
+        keep_default_na=False,  # the one series' id is ''
+        dtype={"series": str},
+    )
     assert (preds["time"] > preds["origin_time"]).all()
+    assert preds["origin_time"].nunique() == SAMPLE_WINDOWS
+    full = load_predictions(folder / "results/naive/seed0.npz")  # every window, original units
+    assert len(full) == len(result.bundle.test) * 12
+    pd.testing.assert_frame_equal(full.head(len(preds)), preds, check_dtype=False)
+    assert not (folder / "predictions/naive.csv").exists()  # run.predictions = 'npz'
     assert not list(folder.rglob("*.tmp"))
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table" in html and 'src="plots/' not in html
@@ -104,9 +116,18 @@ def test_csv_dataset_with_series_id(tmp_path):
         input_length=48,
         horizon=12,
     )
+    cfg.run.predictions = "csv"
     result = run(cfg)
     preds = pd.read_csv(result.run_dir / "predictions/naive.csv")
     assert set(preds["series"]) == {"s0", "s1"}
+    assert len(preds) == len(result.bundle.test) * 12  # every window
+    full = load_predictions(result.run_dir / "results/naive/seed0.npz")
+    pd.testing.assert_frame_equal(
+        full.drop(columns=["origin_time", "time"]),
+        preds.drop(columns=["origin_time", "time"]),
+        check_dtype=False,
+        rtol=1e-6,
+    )
     # one DM loss value per origin time, averaged over the two series
     sig = pd.read_csv(result.run_dir / "significance.csv")
     assert sig["dm_n"].max() == len(result.bundle.test) // 2
