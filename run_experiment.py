@@ -190,15 +190,16 @@ def _list(args: argparse.Namespace) -> None:
 
 def _print_result(result: ExperimentResult) -> None:
     """The leaderboard, errors per step, DM note, backtest and where everything is."""
-    from forecast.report import SHOWN, horizon_table
+    from forecast.compare import formatted
+    from forecast.report import UNITS_NOTE, display_board, horizon_table
 
     board = result.leaderboard
-    cols = [c for c in SHOWN if c in board]
     print()
-    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(formatted(display_board(board)).to_string(index=False))
+    print(f"errors {UNITS_NOTE}")
     per_step = horizon_table(pd.read_csv(result.run_dir / "per_horizon.csv"), board)
     print("\nMSE per forecast step (mean over seeds):")
-    print(per_step.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(formatted(per_step).to_string(index=False))
     sig = result.significance
     print(
         f"\ndm_*: Diebold-Mariano vs the best baseline '{sig['dm_vs'].iloc[0]}' "

@@ -37,9 +37,27 @@ log = logging.getLogger(__name__)
 
 SHOWN = [
     "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
-    "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
+    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
 ]  # fmt: skip
 """Leaderboard columns shown in reports and printed by the CLI."""
+
+LABELS = {
+    "mse": "mse (scaled)",
+    "mse_std": "mse std (scaled)",
+    "mae": "mae (scaled)",
+    "mae_std": "mae std (scaled)",
+    "rmse": "rmse (scaled)",
+    "orig_mse": "mse (original units)",
+    "orig_mae": "mae (original units)",
+}
+"""Headers of the shown columns that have units: errors are computed on the scaled
+(z-scored) values unless prefixed `orig_` (original units)."""
+
+UNITS_NOTE = (
+    "(scaled): on the z-scored values (each target standardised with its training mean "
+    "and std, `data.scaling`); (original units): the same errors on the data's own scale. "
+    "smape, mase and skill_vs_naive have no units."
+)
 
 Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "table" | "img", payload)
 
@@ -76,11 +94,12 @@ def write_outputs(
     folder.write_csv("significance.csv", significance)
     lay = bundle.layout
     head = (
-        f"# Leaderboard: {cfg.data.dataset}, targets {list(lay.targets)}, input "
+        f"Leaderboard: {cfg.data.dataset}, targets {list(lay.targets)}, input "
         f"{lay.input_length}, horizon {lay.horizon}, {len(bundle.test)} test windows, "
-        f"seeds {cfg.run.seeds}\n\n{_note(cfg, significance)}\n\n"
+        f"seeds {cfg.run.seeds}"
     )
-    folder.write_text("leaderboard.md", head + compare.markdown_table(_shown(board)))
+    head = f"# {compare.markdown_escape(head)}\n\n{_note(cfg, significance)}\n\n"
+    folder.write_text("leaderboard.md", head + compare.markdown_table(display_board(board)))
 
     summary = None
     if folds is not None:
@@ -125,7 +144,7 @@ def _write_plots(
     fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
     folder.write_figure("plots/forecasts.png", fig, data)
     folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
-    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
+    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), display_board(board))
     histories = {}
     for name in dict.fromkeys(n for n, _ in preds):
         path = folder.file(f"history/{name}_seed{cfg.run.seeds[0]}.csv")
@@ -190,7 +209,8 @@ def horizon_table(
     wide = per_horizon[per_horizon["step"].isin(steps)].pivot(
         index="model", columns="step", values=metric
     )
-    wide.columns = [f"{metric} step {c}" for c in wide.columns]
+    unit = "original units" if metric.startswith("orig_") else "scaled"
+    wide.columns = [f"{metric.removeprefix('orig_')} ({unit}) step {c}" for c in wide.columns]
     return wide.reindex(board["model"]).reset_index()
 
 
@@ -201,7 +221,7 @@ def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
         "seed_mean": "the mean prediction over seeds",
     }[cfg.evaluation.dm_predictions]
     return (
-        "Errors on the scaled (z-score) space unless prefixed `orig_`; mean (and std) over "
+        f"Errors {UNITS_NOTE} Mean (and std; blank with one seed) over "
         "seeds. `skill_vs_naive` = 1 - MSE / MSE(repeat last value). `dm_stat`/`dm_p_value`: "
         f"Diebold-Mariano test against the best baseline `{base}` on the per-window mean "
         f"squared error of {which}; HAC variance over lags 0..h-1 (equal weights, Newey-West "
@@ -210,8 +230,13 @@ def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
     )
 
 
-def _shown(board: pd.DataFrame) -> pd.DataFrame:
-    return board[[c for c in SHOWN if c in board]]
+def display_board(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as shown to a person: the `SHOWN` columns, units in the headers.
+
+    Args:
+        board: the leaderboard.
+    """
+    return board[[c for c in SHOWN if c in board]].rename(columns=LABELS)
 
 
 # ----------------------------------------------------------------------- reports
@@ -237,7 +262,7 @@ def _blocks(run_dir: Path) -> list[Block]:
         ),
         ("p", f"Git commit {git}; device {env.get('device', {}).get('resolved', '?')}; {pkgs}."),
         ("h2", "Leaderboard"),
-        ("table", _shown(board)),
+        ("table", display_board(board)),
         ("p", _note_from(cfg, sig)),
         ("img", "plots/leaderboard.png"),
         ("h2", "Error per forecast step"),
@@ -343,7 +368,8 @@ def interpretation_blocks(run_dir: Path) -> list[Block]:
 def _note_from(cfg: dict, sig: pd.DataFrame) -> str:
     which = cfg["evaluation"]["dm_predictions"].replace("_", " ")
     return (
-        f"Scaled-space errors, mean over seeds. DM: Diebold-Mariano test vs the best baseline "
+        f"Errors {UNITS_NOTE} Mean (and std; blank with one seed) over seeds. "
+        "DM: Diebold-Mariano test vs the best baseline "
         f"`{sig['dm_vs'].iloc[0]}` on per-window mean squared error ({which} predictions), "
         "HAC variance over lags 0..h-1, Harvey-Leybourne-Newbold correction; negative "
         "statistic = lower loss than the baseline."
@@ -354,9 +380,9 @@ def _markdown(blocks: list[Block]) -> str:
     out = []
     for kind, payload in blocks:
         if kind in ("h1", "h2", "h3"):
-            out.append(f"{'#' * int(kind[1])} {payload}\n")
+            out.append(f"{'#' * int(kind[1])} {compare.markdown_escape(payload)}\n")
         elif kind == "p":
-            out.append(f"{payload}\n")
+            out.append(f"{compare.markdown_escape(payload)}\n")
         elif kind == "table":
             out.append(compare.markdown_table(payload))
         elif kind == "img":
@@ -376,7 +402,7 @@ def _html(blocks: list[Block], run_dir: Path) -> str:
         elif kind == "p":
             body.append(f"<p>{html.escape(str(payload))}</p>")
         elif kind == "table":
-            body.append(payload.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+            body.append(compare.formatted(payload).to_html(index=False))  # escapes the text
         elif kind == "img" and (run_dir / payload).is_file():
             data = base64.b64encode((run_dir / payload).read_bytes()).decode("ascii")
             body.append(f'<img alt="{html.escape(payload)}" src="data:image/png;base64,{data}">')

@@ -128,7 +128,7 @@ def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
     return {**config_to_dict(cfg), "models": names}
 
 
-SAMPLE_WINDOWS = 24
+SAMPLE_WINDOWS = 8
 """Test windows (the first ones) in `predictions/<model>_sample.csv`."""
 
 NO_EFFECT = ("progress", "output_dir", "name", "workers", "plots", "predictions")
@@ -295,8 +295,10 @@ class Runner:
             **training_facts(model),
         }
         log.info(
-            "%s seed %d: test mse %.4f mae %.4f (%.1fs)", name, seed, row["mse"], row["mae"], fit_s
-        )
+            "%s seed %d: test mse %.4f mae %.4f (scaled), mse %.4g mae %.4g (original units) "
+            "(%.1fs)",
+            name, seed, row["mse"], row["mae"], row["orig_mse"], row["orig_mae"], fit_s,
+        )  # fmt: skip
         if row.get("stopped_early") is False and bundle.val is not None:
             log.warning(
                 "%s seed %d: training ended at the epoch budget (%d epochs), not by early "

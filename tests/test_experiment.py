@@ -258,3 +258,44 @@ def test_interpretation_asked_for_but_unavailable_warns(tmp_path, monkeypatch, c
         result = run(cfg)
     assert "run.interpret is true but forecast.interpret cannot be imported" in caplog.text
     assert (result.run_dir / "leaderboard.csv").is_file()
+
+
+def test_predictions_none_writes_no_prediction_files_but_keeps_plots(tmp_path, capsys):
+    args = ["--synthetic-rows", "1200", "--input-length", "48", "--horizon", "12"]
+    args += ["--models", "naive", "--output-dir", str(tmp_path), "--run-name", "r"]
+    args += ["--predictions", "none", "--no-progress", "--quiet"]
+    assert run_experiment.main(args) == 0
+    folder = tmp_path / "r"
+    assert not (folder / "predictions").exists()
+    assert (folder / "plots/forecasts.png").is_file()  # drawn from the arrays in memory
+    assert (folder / "results/naive/seed0.npz").is_file()  # resume and DM need it
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit, before any run
+        run_experiment.main([*args[:-4], "--predictions", "parquet"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'parquet'" in capsys.readouterr().err
+
+
+def test_reports_escape_names_label_units_and_format_p_values_alike(tmp_path):
+    from forecast.data.synthetic import make_driver_dataset
+
+    syn = make_driver_dataset(1200, seed=0)
+    path = tmp_path / "data.csv"
+    syn.frame.rename(columns={syn.target: "<i>load</i>"}).to_csv(path, index=False)
+    cfg = _quick(tmp_path / "runs")
+    cfg.data = DataConfig(
+        dataset="csv", data_path=str(path), targets=["<i>load</i>"], input_length=48, horizon=12
+    )
+    folder = run(cfg).run_dir
+    for name in ("leaderboard.md", "report.md"):
+        text = (folder / name).read_text()
+        assert "<i>" not in text and "&lt;i&gt;load&lt;/i&gt;" in text, name
+        assert "mse (scaled)" in text and "mse (original units)" in text, name
+    board = pd.read_csv(folder / "leaderboard.csv")
+    assert board["mse_std"].isna().all()  # one seed: no spread, blank
+    sig = pd.read_csv(folder / "significance.csv").dropna(subset=["dm_p_value"])
+    html = (folder / "report.html").read_text()
+    md = (folder / "report.md").read_text()
+    for p in sig["dm_p_value"]:
+        shown = f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
+        assert f">{shown}<" in html and f"| {shown} |" in md
+    assert (sig["dm_p_value"] < 1e-4).any()  # the case that read 0.0000 in the HTML
