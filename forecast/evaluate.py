@@ -44,13 +44,17 @@ def predict_dataset(
     Args:
         model: a fitted forecaster.
         ds: the windows.
-        batch_size: windows per forward pass.
-        keep_attention: also collect attention weights (memory N x H x L).
+        batch_size: windows per forward pass, at most the model's `max_batch` (its
+            activations within `forecast.models.base.EVAL_MEMORY_BYTES`).
+        keep_attention: also collect attention weights (memory N x H x L); without it,
+            models that can (the transformer) compute no maps at all.
     """
+    limit = model.max_batch(keep_attention)
+    batch_size = batch_size if limit is None else min(batch_size, limit)
     preds, targets, temporal, feature = [], [], [], []
     with torch.no_grad():
         for batch in ds.iter_batches(batch_size):
-            out = model.predict_batch(batch)
+            out = model.predict_batch(batch, attention=keep_attention)
             preds.append(out.prediction.detach().float().cpu().numpy())
             targets.append(batch["future_target"].numpy())
             if keep_attention and out.temporal_attention is not None:

@@ -91,21 +91,52 @@ def forecast_plot(
     return fig, table
 
 
-def horizon_error_plot(per_horizon: pd.DataFrame, *, metric: str = "mse") -> Figure:
-    """Error per forecast step for each model.
+def _panels(names: list[str], groups: dict[str, str] | None) -> dict[str, list[str]]:
+    """Panel title -> its models, in order of first appearance (one panel without groups)."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault((groups or {}).get(name, "models"), []).append(name)
+    return out
+
+
+def _style(i: int) -> dict:
+    """Distinct colour and line style of the i-th line of a panel (10 colours x 3 styles)."""
+    return {"color": f"C{i % 10}", "ls": ("-", "--", ":")[i // 10 % 3]}
+
+
+def _faceted(n: int, width: float = 8.5, height: float = 2.8) -> tuple[Figure, np.ndarray]:
+    """A figure of `n` stacked panels sharing the x axis, room on the right for legends."""
+    fig = Figure(figsize=(width, height * n + 0.6))
+    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True))
+    fig.subplots_adjust(left=0.1, right=0.7, top=1 - 0.5 / fig.get_figheight(), hspace=0.35)
+    return fig, axes
+
+
+def horizon_error_plot(
+    per_horizon: pd.DataFrame, *, metric: str = "mse", groups: dict[str, str] | None = None
+) -> Figure:
+    """Error per forecast step for each model, one panel per group (e.g. model family)
+    on a shared y axis, legends outside the axes.
 
     Args:
         per_horizon: columns model, step, and the metric.
         metric: which column to draw.
+        groups: model -> panel title; one panel when None.
     """
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    for i, (name, part) in enumerate(per_horizon.groupby("model", sort=False)):
-        ax.plot(part["step"], part[metric], marker=".", color=_color(i), label=name)
-    ax.set_title(f"Test {metric.upper()} per forecast step (scaled units)")
-    ax.set_xlabel("forecast step (rows after the origin)")
-    ax.set_ylabel(metric.upper())
-    ax.legend(fontsize=8, ncols=2)
+    names = list(dict.fromkeys(per_horizon["model"]))
+    panels = _panels(names, groups)
+    fig, axes = _faceted(len(panels))
+    for ax, (title, models) in zip(axes, panels.items()):
+        for i, name in enumerate(models):
+            part = per_horizon[per_horizon["model"] == name]
+            ax.plot(part["step"], part[metric], lw=1.3, label=name, **_style(i))
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(f"{metric.upper()} (scaled)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for ax in axes[1:]:
+        ax.sharey(axes[0])
+    axes[-1].set_xlabel("forecast step (rows after the origin)")
+    fig.suptitle(f"Test {metric.upper()} per forecast step (scaled units, mean over seeds)")
     return fig
 
 
@@ -129,23 +160,41 @@ def leaderboard_plot(board: pd.DataFrame, *, metric: str = "mse") -> Figure:
     return fig
 
 
-def history_plot(histories: dict[str, pd.DataFrame]) -> tuple[Figure, pd.DataFrame]:
-    """Training and validation loss per epoch for each neural model.
+def history_plot(
+    histories: dict[str, pd.DataFrame], groups: dict[str, str] | None = None
+) -> tuple[Figure, pd.DataFrame]:
+    """Validation and training loss per epoch for each neural model, one panel per group
+    (e.g. model family), legends outside the axes.
+
+    Solid with dots: validation loss (free-running); dashed: training loss as trained
+    (teacher-forced when `teacher_forcing` > 0); dotted: free-running training loss
+    (`train_loss_free`), where the history has it.
 
     Args:
-        histories: model name -> history frame (columns epoch, train_loss, val_loss).
+        histories: model name -> history frame (columns epoch, train_loss, val_loss,
+            optionally train_loss_free).
+        groups: model -> panel title; one panel when None.
     """
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["epoch"], h["train_loss"], color=_color(i), ls="--", lw=1)
-        ax.plot(h["epoch"], h["val_loss"], color=_color(i), marker=".", label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled)")
-    ax.set_yscale("log")
-    ax.set_title("Validation loss (solid) and training loss (dashed)")
-    ax.legend(fontsize=8, ncols=2)
+    panels = _panels(list(histories), groups)
+    fig, axes = _faceted(len(panels))
+    for ax, (title, models) in zip(axes, panels.items()):
+        for i, name in enumerate(models):
+            h, color = histories[name], f"C{i % 10}"
+            ax.plot(h["epoch"], h["val_loss"], color=color, marker=".", label=name)
+            ax.plot(h["epoch"], h["train_loss"], color=color, ls="--", lw=1)
+            if "train_loss_free" in h and h["train_loss_free"].notna().any():
+                ax.plot(h["epoch"], h["train_loss_free"], color=color, ls=":", lw=1.2)
+        ax.set_yscale("log")
+        ax.set_ylabel("MSE (scaled)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel("epoch")
+    fig.suptitle(
+        "Validation loss (solid), training loss as trained (dashed; teacher-forced when "
+        "forcing > 0)\nand free-running training loss (dotted)",
+        fontsize=10,
+    )
     data = pd.concat([h.assign(model=n) for n, h in histories.items()], ignore_index=True)
     return fig, data
 

@@ -143,7 +143,9 @@ def _write_plots(
     shown = [n for n in dict.fromkeys([best, base, "naive"]) if (n, cfg.run.seeds[0]) in preds]
     fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
     folder.write_figure("plots/forecasts.png", fig, data)
-    folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
+    groups = {n: model_family(n) for n in board["model"]}
+    fig = horizon_error_plot(horizon, groups=groups)
+    folder.write_figure("plots/horizon_mse.png", fig, horizon)
     folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), display_board(board))
     histories = {}
     for name in dict.fromkeys(n for n, _ in preds):
@@ -151,9 +153,34 @@ def _write_plots(
         if path.is_file():
             histories[name] = pd.read_csv(path)
     if histories:
-        folder.write_figure("plots/history.png", *history_plot(histories))
+        folder.write_figure("plots/history.png", *history_plot(histories, groups))
     if folds is not None:
         folder.write_figure("plots/backtest.png", *backtest_plot(folds))
+
+
+FAMILIES = {
+    "forecast.models.baselines": "baselines",
+    "forecast.models.lstm": "LSTMs",
+    "forecast.models.transformer": "transformers",
+    "forecast.models.dlinear": "linear networks",
+}
+"""Plot panels: a model's family is the module of the first class in its class's MRO
+that is listed here (so subclasses, e.g. the pretrained transformer, join their base)."""
+
+
+def model_family(name: str) -> str:
+    """The family a registered model is drawn with in the many-model plots.
+
+    Args:
+        name: a registered model name.
+    """
+    from forecast.models.registry import get_entry
+
+    entry = get_entry(name)
+    for cls in entry.cls.__mro__:
+        if cls.__module__ in FAMILIES:
+            return FAMILIES[cls.__module__]
+    return "baselines" if entry.kind == "baseline" else "other models"
 
 
 def _forecast_frames(

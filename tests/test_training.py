@@ -183,6 +183,9 @@ def test_history_columns_and_csv(data, tmp_path):
     assert hist["teacher_forcing"].round(6).tolist() == [0.6, 0.3, 0.0]  # linear to tf_end=0
     assert (hist["lr"] == 1e-3).all() and (hist["seconds"] > 0).all()
     assert np.isfinite(hist[["train_loss", "val_loss"]].to_numpy()).all()
+    # A free-running training loss beside the teacher-forced one, only while forced.
+    assert np.isfinite(hist["train_loss_free"].iloc[:2]).all()
+    assert np.isnan(hist["train_loss_free"].iloc[2])  # tf 0: train_loss is free already
     # Validation is free-running: exactly what evaluate_loss gives for the kept weights.
     best = hist.loc[hist["epoch"] == model.best_epoch_, "val_loss"].item()
     assert model.evaluate_loss(data.val) == pytest.approx(best, rel=1e-6)
