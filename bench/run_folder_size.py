@@ -3,6 +3,7 @@
     python bench/run_folder_size.py                       # generated ETTm1-sized frame
     python bench/run_folder_size.py --predictions csv     # the full tidy CSV as well
     python bench/run_folder_size.py --data-path my.csv --targets a b
+    python bench/run_folder_size.py --json bench/results/run_folder_size.json
 
 A baselines-only run (every baseline is always added to `--models`) on a frame the size
 of ETTm1: 69,680 rows at 15 minutes, 7 columns, every column a target (track M), input

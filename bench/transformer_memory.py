@@ -2,6 +2,7 @@
 
     python bench/transformer_memory.py               # batch 1,024, L = 336, H = 96
     python bench/transformer_memory.py --windows 256
+    python bench/transformer_memory.py --json bench/results/transformer_memory.json
 
 Each case runs in a fresh child process (so peaks do not mix) on a one-layer
 (encoder and decoder), d_model-32 transformer with untrained weights (memory does not
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--windows", type=int, default=1024)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="write the figures here too")
     args = p.parse_args(argv)
     ctx = multiprocessing.get_context("spawn")
     results = []
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for r in results:
         r["threads"] = args.threads
         print(json.dumps(r))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -337,7 +337,7 @@ class TorchForecaster(Forecaster):
             elif scheduler is not None:
                 scheduler.step()
             seconds = time.perf_counter() - start
-            free = self.evaluate_loss(train_check) if ratio > 0 else math.nan
+            free = self._free_running_loss(train_check) if ratio > 0 else math.nan
             rows.append([epoch, phase, train_loss, val_loss, ratio, lr, seconds, free])
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", tf=f"{ratio:.2f}")
             logger.info(
@@ -443,6 +443,10 @@ class TorchForecaster(Forecaster):
             ds: windows to score.
             batch_size: windows per forward pass.
         """
+        return self._free_running_loss(ds, batch_size)
+
+    def _free_running_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
+        """`evaluate_loss`'s computation, also used for `train_loss_free`."""
         self._check_fitted()
         self.network.eval()
         total, count = 0.0, 0

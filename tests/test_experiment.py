@@ -244,8 +244,24 @@ def test_interpretation_is_written_for_each_neural_model(tmp_path):
     result = run(cfg)
     summary = result.run_dir / "interpret/lstm_luong/summary.md"
     assert summary.is_file() and "Ground truth" in summary.read_text()  # synthetic truth
-    assert not (result.run_dir / "interpret/linear").exists()  # neural models only
+    best = result.leaderboard["model"].iloc[0]
+    baselines = set(result.leaderboard.query("kind == 'baseline'")["model"])
+    interpreted = {p.name for p in (result.run_dir / "interpret").iterdir()}
+    assert interpreted == {"lstm_luong"} | ({best} & baselines)  # a baseline only if best
     assert "interpret/lstm_luong/summary.md" in (result.run_dir / "report.md").read_text()
+
+
+def test_interpretation_explains_a_baseline_that_is_the_best_model(tmp_path):
+    from forecast.config import InterpretConfig
+
+    cfg = _quick(tmp_path, ("naive",), interpret=InterpretConfig(max_windows=32, n_repeats=2))
+    cfg.run.interpret = True
+    result = run(cfg)
+    best = result.leaderboard["model"].iloc[0]
+    folder = result.run_dir / f"interpret/{best}"
+    assert (folder / "permutation_features.png").is_file()  # model-agnostic sections
+    assert not list(folder.glob("attention*")) and not list(folder.glob("gradients*"))
+    assert f"interpret/{best}/summary.md" in (result.run_dir / "report.md").read_text()
 
 
 def test_interpretation_asked_for_but_unavailable_warns(tmp_path, monkeypatch, caplog):
