@@ -104,11 +104,12 @@ def _style(i: int) -> dict:
     return {"color": f"C{i % 10}", "ls": ("-", "--", ":")[i // 10 % 3]}
 
 
-def _faceted(n: int, width: float = 8.5, height: float = 2.8) -> tuple[Figure, np.ndarray]:
+def _faceted(n: int, sharey: bool, height: float = 2.6) -> tuple[Figure, np.ndarray]:
     """A figure of `n` stacked panels sharing the x axis, room on the right for legends."""
-    fig = Figure(figsize=(width, height * n + 0.6))
-    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True))
-    fig.subplots_adjust(left=0.1, right=0.7, top=1 - 0.5 / fig.get_figheight(), hspace=0.35)
+    fig = Figure(figsize=(8.5, height * n + 1.4))
+    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, sharey=sharey))
+    h = fig.get_figheight()
+    fig.subplots_adjust(left=0.1, right=0.7, top=1 - 0.9 / h, bottom=0.5 / h, hspace=0.35)
     return fig, axes
 
 
@@ -125,7 +126,7 @@ def horizon_error_plot(
     """
     names = list(dict.fromkeys(per_horizon["model"]))
     panels = _panels(names, groups)
-    fig, axes = _faceted(len(panels))
+    fig, axes = _faceted(len(panels), sharey=True)
     for ax, (title, models) in zip(axes, panels.items()):
         for i, name in enumerate(models):
             part = per_horizon[per_horizon["model"] == name]
@@ -133,10 +134,10 @@ def horizon_error_plot(
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(f"{metric.upper()} (scaled)")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    for ax in axes[1:]:
-        ax.sharey(axes[0])
     axes[-1].set_xlabel("forecast step (rows after the origin)")
-    fig.suptitle(f"Test {metric.upper()} per forecast step (scaled units, mean over seeds)")
+    fig.suptitle(
+        f"Test {metric.upper()} per forecast step (scaled units, mean over seeds; shared y axis)"
+    )
     return fig
 
 
@@ -176,7 +177,7 @@ def history_plot(
         groups: model -> panel title; one panel when None.
     """
     panels = _panels(list(histories), groups)
-    fig, axes = _faceted(len(panels))
+    fig, axes = _faceted(len(panels), sharey=False)  # log scales of different ranges
     for ax, (title, models) in zip(axes, panels.items()):
         for i, name in enumerate(models):
             h, color = histories[name], f"C{i % 10}"

@@ -84,7 +84,7 @@ def write_outputs(
         curves: per-horizon metrics per (model, seed).
         significance: the DM table.
         folds: backtest table or None.
-        preds: (model, seed) -> test predictions; only their keys are used here.
+        preds: (model, seed) -> test predictions (the forecast plot draws the first seed).
     """
     horizon = compare.per_horizon_mean(curves)
     folder.write_csv("metrics_per_seed.csv", per_seed)
