@@ -297,6 +297,14 @@ def _blocks(run_dir: Path) -> list[Block]:
         ("img", "plots/horizon_mse.png"),
         ("h2", "Forecasts"),
         ("img", "plots/forecasts.png"),
+        (
+            "p",
+            "Every test window's predictions, per model and seed: "
+            "results/<model>/seed<k>.npz (scaled float32 with timestamps, series and the "
+            "scaler; forecast.evaluate.load_predictions(path) reads them in original "
+            "units). The first test windows, readable: predictions/<model>_sample.csv "
+            "(run.predictions = 'csv' adds every window as predictions/<model>.csv).",
+        ),
     ]
     training = training_table(run_dir)
     if training is not None:
