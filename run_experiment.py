@@ -139,6 +139,11 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
     ("--device", "run.device", {"choices": ["auto", "cpu", "cuda", "mps"], "help": "device"}),
     ("--output-dir", "run.output_dir", {"help": "parent folder of run folders"}),
     ("--run-name", "run.name", {"help": "run folder name (never reused)"}),
+    (
+        "--predictions",
+        "run.predictions",
+        {"choices": ["npz", "csv", "none"], "help": "prediction files: sample, full CSV, none"},
+    ),
     ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
 ]
 
@@ -238,15 +243,16 @@ def _print_result(result: ExperimentResult) -> None:
     """The leaderboard, errors per step, DM note, backtest and where everything is."""
     import pandas as pd
 
-    from forecast.report import SHOWN, horizon_table
+    from forecast.compare import formatted
+    from forecast.report import UNITS_NOTE, display_board, horizon_table
 
     board = result.leaderboard
-    cols = [c for c in SHOWN if c in board]
     print()
-    print(board[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(formatted(display_board(board)).to_string(index=False))
+    print(f"errors {UNITS_NOTE}")
     per_step = horizon_table(pd.read_csv(result.run_dir / "per_horizon.csv"), board)
     print("\nMSE per forecast step (mean over seeds):")
-    print(per_step.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(formatted(per_step).to_string(index=False))
     sig = result.significance
     print(
         f"\ndm_*: Diebold-Mariano vs the best baseline '{sig['dm_vs'].iloc[0]}' "

@@ -20,6 +20,7 @@ weights (see tests/test_compare.py).
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass
 
@@ -165,6 +166,7 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per model, sorted by test MSE, with skill vs repeat-last.
 
     `skill_vs_naive` = 1 - MSE / MSE(naive): above 0 beats repeating the last value.
+    The std columns are NaN for a model fitted with one seed only.
 
     Args:
         per_seed: one row per (model, seed) with columns model, kind and metrics.
@@ -172,9 +174,11 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in METRIC_COLUMNS if c in per_seed]
     grouped = per_seed.groupby(["model", "kind"], sort=False)
     board = grouped[cols].mean()
-    std = grouped[["mse", "mae"]].std(ddof=0).fillna(0.0)
-    board["mse_std"], board["mae_std"] = std["mse"], std["mae"]
+    std = grouped[["mse", "mae"]].std(ddof=0)
     board["n_seeds"] = grouped.size()
+    one = board["n_seeds"] == 1  # no spread to report: blank, not 0
+    board["mse_std"] = std["mse"].mask(one)
+    board["mae_std"] = std["mae"].mask(one)
     board = board.reset_index()
     if "naive" in set(board["model"]):
         naive = float(board.loc[board["model"] == "naive", "mse"].iloc[0])
@@ -206,28 +210,68 @@ def per_horizon_mean(curves: pd.DataFrame) -> pd.DataFrame:
     return curves.groupby(["model", "step"], sort=False)[value_cols].mean().reset_index()
 
 
+def format_value(value: object, digits: int = 4, sci: bool = False) -> str:
+    """One table cell as text: NaN blank, floats with `digits` decimals.
+
+    Args:
+        value: the cell.
+        digits: decimals of floats.
+        sci: scientific notation for non-zero values below 10**-digits (p-values), which
+            would otherwise all read 0.0000.
+
+    >>> format_value(5.8e-9, sci=True), format_value(0.25), format_value(float("nan"))
+    ('5.8e-09', '0.2500', '')
+    """
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return ""
+        if sci and value != 0 and abs(value) < 10**-digits:
+            return f"{value:.1e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def formatted(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Every cell of a table as text (`format_value`; p-value columns in scientific
+    notation when small), the one formatting of the Markdown, HTML and console tables.
+
+    Args:
+        frame: the table.
+        digits: decimals of floats.
+    """
+    return pd.DataFrame(
+        {
+            col: [format_value(v, digits, "p_value" in str(col)) for v in frame[col]]
+            for col in frame.columns
+        },
+        columns=frame.columns,
+    )
+
+
+def markdown_escape(text: object) -> str:
+    """Text safe in Markdown (and in a Markdown table cell): HTML special characters
+    escaped as the HTML report does, pipes escaped.
+
+    >>> print(markdown_escape("<b>load|kW</b>"))
+    &lt;b&gt;load\\|kW&lt;/b&gt;
+    """
+    return html.escape(str(text), quote=False).replace("|", "\\|")
+
+
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A DataFrame as a GitHub Markdown table; floats with `digits` decimals.
+    """A DataFrame as a GitHub Markdown table; floats with `digits` decimals, text
+    escaped (`markdown_escape`).
 
     Args:
         frame: the table.
         digits: decimals of float columns (p-values below 10**-digits in scientific
             notation).
     """
-
-    def fmt(v: object, sci: bool) -> str:
-        if isinstance(v, float | np.floating):
-            if np.isnan(v):
-                return ""
-            small = sci and v != 0 and abs(v) < 10**-digits
-            return f"{v:.1e}" if small else f"{v:.{digits}f}"
-        return str(v)
-
-    sci = ["p_value" in str(c) for c in frame.columns]
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    cells = formatted(frame, digits)
+    header = "| " + " | ".join(markdown_escape(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     body = [
-        "| " + " | ".join(fmt(v, s) for v, s in zip(row, sci)) + " |"
-        for row in frame.itertuples(index=False)
+        "| " + " | ".join(markdown_escape(v) for v in row) + " |"
+        for row in cells.itertuples(index=False)
     ]
     return "\n".join([header, rule, *body]) + "\n"

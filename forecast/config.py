@@ -93,6 +93,14 @@ class RunConfig:
             `if __name__ == "__main__":` guard.
         plots: write figures (and embed them in the report); off saves a few seconds
             per run, e.g. in tests and batch runs.
+        predictions: human-readable prediction files under predictions/ (first seed):
+            'npz' (default) a CSV sample of the first test windows in original units,
+            `predictions/<model>_sample.csv`; 'csv' also every test window as one tidy
+            CSV, `predictions/<model>.csv` (large and slow: tens of MB per model on long
+            test parts); 'none' no predictions/ folder. Every (model, seed) always keeps
+            its full predictions in `results/<model>/seed<k>.npz` (compressed float32 with
+            timestamps, series ids and the scaler; read with
+            `forecast.evaluate.load_predictions`), which resume and the tests need.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -105,6 +113,7 @@ class RunConfig:
     threads: int | None = None
     workers: int = 1
     plots: bool = True
+    predictions: str = "npz"
 
 
 SYNTHETIC = ("synthetic", "synthetic_lagged")

@@ -24,6 +24,7 @@ SPLITS = ("fractions", "borders", "timestamps", "ett_hour", "ett_minute")
 SCALINGS = ("per_series", "global", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DM_PREDICTIONS = ("first_seed", "seed_mean")
+PREDICTION_FILES = ("npz", "csv", "none")
 RUN_WIDE = ("seed", "device", "progress")  # set per run, never per model
 
 
@@ -162,6 +163,7 @@ def validate(cfg: ExperimentConfig) -> None:
             check_run_name(r.name)
         except ValueError as err:
             raise ConfigError(f"run.name: {err}") from None
+    _one_of("run.predictions", r.predictions, PREDICTION_FILES)
     _positive("run.workers", r.workers)
     if r.threads is not None:
         _positive("run.threads", r.threads)

@@ -19,10 +19,10 @@ import pandas as pd
 
 from forecast import compare
 from forecast.backtest import run_backtest
-from forecast.config import ExperimentConfig, config_from_dict
+from forecast.config import ExperimentConfig, config_from_dict, model_params
 from forecast.data.prepare import DataBundle
 from forecast.models.base import Forecaster
-from forecast.models.registry import get_entry
+from forecast.models.registry import create_model, get_entry
 from forecast.runner import Runner, fit_pairs, load_source, set_threads
 from forecast.runs import RunFolder
 
@@ -98,7 +98,7 @@ def run(cfg: ExperimentConfig, *, resume_dir: str | Path | None = None) -> Exper
             significance[["model", "dm_stat", "dm_p_value"]], on="model", how="left"
         )
         if cfg.run.interpret:
-            _interpret(r)
+            _interpret(r, str(board["model"].iloc[0]))
         write_outputs(r.folder, cfg, r.bundle, board, per_seed, curves, significance, folds, preds)
     finally:
         if threads_before is not None:
@@ -143,8 +143,19 @@ def _significance(r: Runner, board: pd.DataFrame, preds: dict) -> pd.DataFrame:
     return compare.significance_table(losses, compare.best_baseline(board), lag_h)
 
 
-def _interpret(r: Runner) -> None:
-    """Interpretation plots of every neural model's first seed, under interpret/<model>/."""
+MODEL_AGNOSTIC = ("permutation", "agreement")
+"""Interpretation sections run for a baseline (no attention, no torch network)."""
+
+
+def _interpret(r: Runner, best: str) -> None:
+    """Interpretation of every neural model's first seed, under interpret/<model>/; and of
+    the best model when it is a baseline: its model-agnostic sections (permutation
+    importance, deletion test), so the model that wins is always explained.
+
+    Args:
+        r: the runner.
+        best: the model at the top of the leaderboard.
+    """
     try:
         from forecast.interpret import interpret_model
     except ImportError as err:
@@ -160,14 +171,17 @@ def _interpret(r: Runner) -> None:
 
         truth = GroundTruth.from_dict(r.meta["truth"])
     opts = r.cfg.interpret
-    for name in r.names:
-        if get_entry(name).kind != "neural":
-            continue
+    names = [n for n in r.names if get_entry(n).kind == "neural"]
+    if get_entry(best).kind != "neural":
+        log.info("%s, a baseline, is the best model: interpreting it too", best)
+        names.append(best)
+    for name in names:
+        neural = get_entry(name).kind == "neural"
         out = r.folder.file(f"interpret/{name}")
         if (out / "summary.md").is_file():  # written last by interpret_model
             log.info("%s: interpretation already written, reusing %s", name, out)
             continue
-        model = r.first_seed_model(name)
+        model = r.first_seed_model(name) if neural else _baseline_model(r, name)
         if model is None:
             log.warning(
                 "%s: no fitted model or checkpoint to interpret (run.checkpoints is "
@@ -188,6 +202,17 @@ def _interpret(r: Runner) -> None:
                 ig_windows=opts.ig_windows,
                 seed=r.cfg.run.seeds[0],
                 progress=r.cfg.run.progress,
+                **({} if neural else {"sections": MODEL_AGNOSTIC}),
             )
         except Exception:  # one model's failure must not lose the finished leaderboard
             log.exception("%s: interpretation failed; the other results are still written", name)
+
+
+def _baseline_model(r: Runner, name: str) -> Forecaster:
+    """A baseline's first-seed model: in memory, or refitted (seconds; not checkpointed)."""
+    if name not in r.models:
+        params = model_params(r.cfg, name, r.cfg.run.seeds[0])
+        r.models[name] = create_model(name, r.bundle.layout, **params).fit(
+            r.bundle.train, r.bundle.val
+        )
+    return r.models[name]

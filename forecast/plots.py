@@ -14,19 +14,34 @@ def _color(i: int) -> tuple:
     return mpl.colormaps["tab20"](i % 20)
 
 
+def pick_origins(n: int, k: int) -> np.ndarray:
+    """Positions of `k` forecast origins spread evenly over `n` (in time order), skipping
+    the first fifth: those have no test actuals before them to show as context.
+
+    Args:
+        n: number of origins.
+        k: how many to pick.
+    """
+    return np.unique(np.linspace(n // 5, n - 1, k).round().astype(int))
+
+
 def forecast_plot(
     predictions: dict[str, pd.DataFrame],
-    *,
     target: str,
+    origins: np.ndarray | None = None,
+    *,
     n_origins: int = 3,
     series: str | None = None,
 ) -> tuple[Figure, pd.DataFrame]:
     """Actuals over the test period with whole-horizon forecasts from a few origins.
 
     Args:
-        predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`.
+        predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`
+            (every window, or those of `origins` and the horizons before them).
         target: which target column to draw.
-        n_origins: how many forecast origins, spread evenly over the test period.
+        origins: the forecast origins (times) to draw; `n_origins` spread evenly over the
+            test period when None.
+        n_origins: how many origins when `origins` is None.
         series: which series (the first by default).
     """
     first = next(iter(predictions.values()))
@@ -34,10 +49,10 @@ def forecast_plot(
     series = series if series is not None else rows["series"].iloc[0]
     rows = rows[rows["series"] == series]
     actual = rows.drop_duplicates("time").sort_values("time")[["time", "actual"]]
-    origins = np.sort(rows["origin_time"].unique())
-    # Skip the first fifth: those origins have no test actuals before them to show.
-    first_shown = len(origins) // 5
-    picked = origins[np.linspace(first_shown, len(origins) - 1, n_origins).round().astype(int)]
+    if origins is None:
+        every = np.sort(rows["origin_time"].unique())
+        origins = every[pick_origins(len(every), n_origins)]
+    picked = np.asarray(origins)
 
     horizon = int(rows["step"].max())
     fig = Figure(figsize=(11, 2.6 * len(picked)))
@@ -76,21 +91,53 @@ def forecast_plot(
     return fig, table
 
 
-def horizon_error_plot(per_horizon: pd.DataFrame, *, metric: str = "mse") -> Figure:
-    """Error per forecast step for each model.
+def _panels(names: list[str], groups: dict[str, str] | None) -> dict[str, list[str]]:
+    """Panel title -> its models, in order of first appearance (one panel without groups)."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        out.setdefault((groups or {}).get(name, "models"), []).append(name)
+    return out
+
+
+def _style(i: int) -> dict:
+    """Distinct colour and line style of the i-th line of a panel (10 colours x 3 styles)."""
+    return {"color": f"C{i % 10}", "ls": ("-", "--", ":")[i // 10 % 3]}
+
+
+def _faceted(n: int, sharey: bool, height: float = 2.6) -> tuple[Figure, np.ndarray]:
+    """A figure of `n` stacked panels sharing the x axis, room on the right for legends."""
+    fig = Figure(figsize=(8.5, height * n + 1.4))
+    axes = np.atleast_1d(fig.subplots(n, 1, sharex=True, sharey=sharey))
+    h = fig.get_figheight()
+    fig.subplots_adjust(left=0.1, right=0.7, top=1 - 0.9 / h, bottom=0.5 / h, hspace=0.35)
+    return fig, axes
+
+
+def horizon_error_plot(
+    per_horizon: pd.DataFrame, *, metric: str = "mse", groups: dict[str, str] | None = None
+) -> Figure:
+    """Error per forecast step for each model, one panel per group (e.g. model family)
+    on a shared y axis, legends outside the axes.
 
     Args:
         per_horizon: columns model, step, and the metric.
         metric: which column to draw.
+        groups: model -> panel title; one panel when None.
     """
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    for i, (name, part) in enumerate(per_horizon.groupby("model", sort=False)):
-        ax.plot(part["step"], part[metric], marker=".", color=_color(i), label=name)
-    ax.set_title(f"Test {metric.upper()} per forecast step (scaled units)")
-    ax.set_xlabel("forecast step (rows after the origin)")
-    ax.set_ylabel(metric.upper())
-    ax.legend(fontsize=8, ncols=2)
+    names = list(dict.fromkeys(per_horizon["model"]))
+    panels = _panels(names, groups)
+    fig, axes = _faceted(len(panels), sharey=True)
+    for ax, (title, models) in zip(axes, panels.items()):
+        for i, name in enumerate(models):
+            part = per_horizon[per_horizon["model"] == name]
+            ax.plot(part["step"], part[metric], lw=1.3, label=name, **_style(i))
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(f"{metric.upper()} (scaled)")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[-1].set_xlabel("forecast step (rows after the origin)")
+    fig.suptitle(
+        f"Test {metric.upper()} per forecast step (scaled units, mean over seeds; shared y axis)"
+    )
     return fig
 
 
@@ -114,23 +161,41 @@ def leaderboard_plot(board: pd.DataFrame, *, metric: str = "mse") -> Figure:
     return fig
 
 
-def history_plot(histories: dict[str, pd.DataFrame]) -> tuple[Figure, pd.DataFrame]:
-    """Training and validation loss per epoch for each neural model.
+def history_plot(
+    histories: dict[str, pd.DataFrame], groups: dict[str, str] | None = None
+) -> tuple[Figure, pd.DataFrame]:
+    """Validation and training loss per epoch for each neural model, one panel per group
+    (e.g. model family), legends outside the axes.
+
+    Solid with dots: validation loss (free-running); dashed: training loss as trained
+    (teacher-forced when `teacher_forcing` > 0); dotted: free-running training loss
+    (`train_loss_free`), where the history has it.
 
     Args:
-        histories: model name -> history frame (columns epoch, train_loss, val_loss).
+        histories: model name -> history frame (columns epoch, train_loss, val_loss,
+            optionally train_loss_free).
+        groups: model -> panel title; one panel when None.
     """
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
-    for i, (name, h) in enumerate(histories.items()):
-        ax.plot(h["epoch"], h["train_loss"], color=_color(i), ls="--", lw=1)
-        ax.plot(h["epoch"], h["val_loss"], color=_color(i), marker=".", label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("MSE (scaled)")
-    ax.set_yscale("log")
-    ax.set_title("Validation loss (solid) and training loss (dashed)")
-    ax.legend(fontsize=8, ncols=2)
+    panels = _panels(list(histories), groups)
+    fig, axes = _faceted(len(panels), sharey=False)  # log scales of different ranges
+    for ax, (title, models) in zip(axes, panels.items()):
+        for i, name in enumerate(models):
+            h, color = histories[name], f"C{i % 10}"
+            ax.plot(h["epoch"], h["val_loss"], color=color, marker=".", label=name)
+            ax.plot(h["epoch"], h["train_loss"], color=color, ls="--", lw=1)
+            if "train_loss_free" in h and h["train_loss_free"].notna().any():
+                ax.plot(h["epoch"], h["train_loss_free"], color=color, ls=":", lw=1.2)
+        ax.set_yscale("log")
+        ax.set_ylabel("MSE (scaled)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel("epoch")
+    fig.suptitle(
+        "Validation loss (solid), training loss as trained (dashed; teacher-forced when "
+        "forcing > 0)\nand free-running training loss (dotted)",
+        fontsize=10,
+    )
     data = pd.concat([h.assign(model=n) for n, h in histories.items()], ignore_index=True)
     return fig, data
 

@@ -22,12 +22,14 @@ import pandas as pd
 from forecast import compare
 from forecast.config import ExperimentConfig
 from forecast.data.prepare import DataBundle
+from forecast.evaluate import Predictions, predictions_frame
 from forecast.plots import (
     backtest_plot,
     forecast_plot,
     history_plot,
     horizon_error_plot,
     leaderboard_plot,
+    pick_origins,
 )
 from forecast.runs import RunFolder, atomic_write
 
@@ -35,23 +37,29 @@ log = logging.getLogger(__name__)
 
 SHOWN = [
     "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
-    "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
+    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
 ]  # fmt: skip
 """Leaderboard columns shown in reports and printed by the CLI."""
 
+LABELS = {
+    "mse": "mse (scaled)",
+    "mse_std": "mse std (scaled)",
+    "mae": "mae (scaled)",
+    "mae_std": "mae std (scaled)",
+    "rmse": "rmse (scaled)",
+    "orig_mse": "mse (original units)",
+    "orig_mae": "mae (original units)",
+}
+"""Headers of the shown columns that have units: errors are computed on the scaled
+(z-scored) values unless prefixed `orig_` (original units)."""
+
+UNITS_NOTE = (
+    "(scaled): on the z-scored values (each target standardised with its training mean "
+    "and std, `data.scaling`); (original units): the same errors on the data's own scale. "
+    "smape, mase and skill_vs_naive have no units."
+)
+
 Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "table" | "img", payload)
-
-
-def read_predictions(path: Path) -> pd.DataFrame:
-    """A `predictions/<model>.csv` file with its time columns parsed.
-
-    Args:
-        path: the CSV.
-    """
-    frame = pd.read_csv(path, keep_default_na=False, dtype={"series": str, "target": str})
-    for col in ("time", "origin_time"):
-        frame[col] = pd.to_datetime(frame[col])
-    return frame
 
 
 def write_outputs(
@@ -76,7 +84,7 @@ def write_outputs(
         curves: per-horizon metrics per (model, seed).
         significance: the DM table.
         folds: backtest table or None.
-        preds: (model, seed) -> test predictions; only their keys are used here.
+        preds: (model, seed) -> test predictions (the forecast plot draws the first seed).
     """
     horizon = compare.per_horizon_mean(curves)
     folder.write_csv("metrics_per_seed.csv", per_seed)
@@ -86,18 +94,19 @@ def write_outputs(
     folder.write_csv("significance.csv", significance)
     lay = bundle.layout
     head = (
-        f"# Leaderboard: {cfg.data.dataset}, targets {list(lay.targets)}, input "
+        f"Leaderboard: {cfg.data.dataset}, targets {list(lay.targets)}, input "
         f"{lay.input_length}, horizon {lay.horizon}, {len(bundle.test)} test windows, "
-        f"seeds {cfg.run.seeds}\n\n{_note(cfg, significance)}\n\n"
+        f"seeds {cfg.run.seeds}"
     )
-    folder.write_text("leaderboard.md", head + compare.markdown_table(_shown(board)))
+    head = f"# {compare.markdown_escape(head)}\n\n{_note(cfg, significance)}\n\n"
+    folder.write_text("leaderboard.md", head + compare.markdown_table(display_board(board)))
 
     summary = None
     if folds is not None:
         folder.write_csv("backtest.csv", folds)
         summary = folds.groupby(["model", "fold"], sort=False)["mse"].mean().reset_index()
     if cfg.run.plots:
-        _write_plots(folder, cfg, board, horizon, significance, folds, [n for n, _ in preds])
+        _write_plots(folder, cfg, bundle, board, horizon, significance, folds, preds)
     folder.write_json(
         "metrics.json",
         {
@@ -119,33 +128,97 @@ def _top_level(run_dir: Path) -> list[str]:
 def _write_plots(
     folder: RunFolder,
     cfg: ExperimentConfig,
+    bundle: DataBundle,
     board: pd.DataFrame,
     horizon: pd.DataFrame,
     significance: pd.DataFrame,
     folds: pd.DataFrame | None,
-    names: list[str],
+    preds: dict[tuple[str, int], np.ndarray],
 ) -> None:
     """Every figure of a run under plots/, each with the data behind it as CSV."""
     base = str(significance["dm_vs"].iloc[0])
     neural = board.loc[board["kind"] == "neural", "model"]
     best = str(neural.iloc[0]) if len(neural) else str(board["model"].iloc[0])
     # The best neural model next to the best baseline (and repeat-last for scale).
-    shown = dict.fromkeys([best, base, "naive"])
-    frames = {n: read_predictions(folder.file(f"predictions/{n}.csv")) for n in shown}
-    target = str(frames[best]["target"].iloc[0])
-    fig, data = forecast_plot(frames, target=target)
+    shown = [n for n in dict.fromkeys([best, base, "naive"]) if (n, cfg.run.seeds[0]) in preds]
+    fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
     folder.write_figure("plots/forecasts.png", fig, data)
-    folder.write_figure("plots/horizon_mse.png", horizon_error_plot(horizon), horizon)
-    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), _shown(board))
+    groups = {n: model_family(n) for n in board["model"]}
+    fig = horizon_error_plot(horizon, groups=groups)
+    folder.write_figure("plots/horizon_mse.png", fig, horizon)
+    folder.write_figure("plots/leaderboard.png", leaderboard_plot(board), display_board(board))
     histories = {}
-    for name in dict.fromkeys(names):
+    for name in dict.fromkeys(n for n, _ in preds):
         path = folder.file(f"history/{name}_seed{cfg.run.seeds[0]}.csv")
         if path.is_file():
             histories[name] = pd.read_csv(path)
     if histories:
-        folder.write_figure("plots/history.png", *history_plot(histories))
+        folder.write_figure("plots/history.png", *history_plot(histories, groups))
     if folds is not None:
         folder.write_figure("plots/backtest.png", *backtest_plot(folds))
+
+
+FAMILIES = {
+    "forecast.models.baselines": "baselines",
+    "forecast.models.lstm": "LSTMs",
+    "forecast.models.transformer": "transformers",
+    "forecast.models.dlinear": "linear networks",
+}
+"""Plot panels: a model's family is the module of the first class in its class's MRO
+that is listed here (so subclasses, e.g. the pretrained transformer, join their base)."""
+
+
+def model_family(name: str) -> str:
+    """The family a registered model is drawn with in the many-model plots.
+
+    Args:
+        name: a registered model name.
+    """
+    from forecast.models.registry import get_entry
+
+    entry = get_entry(name)
+    for cls in entry.cls.__mro__:
+        if cls.__module__ in FAMILIES:
+            return FAMILIES[cls.__module__]
+    return "baselines" if entry.kind == "baseline" else "other models"
+
+
+def _forecast_frames(
+    bundle: DataBundle,
+    preds: dict[tuple[str, int], np.ndarray],
+    names: list[str],
+    seed: int,
+    n_origins: int = 3,
+) -> tuple[dict[str, pd.DataFrame], str, np.ndarray]:
+    """Tidy frames (first target, first series) of the windows the forecast plot draws:
+    `n_origins` picked origins and the windows of the four horizons before each (their
+    targets are the actuals shown as context). Built from the arrays in memory, so the
+    plot does not depend on `run.predictions`.
+
+    Returns (model -> frame, the target, the picked origin times).
+    """
+    ds, lay = bundle.test, bundle.layout
+    origin = ds.starts + lay.input_length - 1  # [N] global rows
+    own = np.flatnonzero(ds.series_index == ds.series_index[0])  # the first series
+    picked = pick_origins(len(own), n_origins)
+    rows = origin[own]
+    near = np.zeros(len(own), dtype=bool)
+    for j in picked:
+        near |= (rows >= rows[j] - 4 * lay.horizon) & (rows <= rows[j])
+    windows = own[near]
+    sub = ds.subset(windows)
+    target = np.concatenate([b["future_target"].numpy() for b in sub.iter_batches(4096)])
+    first = lay.targets[0]
+    frames = {
+        n: predictions_frame(
+            Predictions(preds[n, seed][windows], target, sub.series_index, origin[windows]),
+            bundle,
+            sub,
+            targets=[first],
+        )
+        for n in names
+    }
+    return frames, first, bundle.frame.timestamps[origin[own[picked]]]
 
 
 def horizon_table(
@@ -163,7 +236,8 @@ def horizon_table(
     wide = per_horizon[per_horizon["step"].isin(steps)].pivot(
         index="model", columns="step", values=metric
     )
-    wide.columns = [f"{metric} step {c}" for c in wide.columns]
+    unit = "original units" if metric.startswith("orig_") else "scaled"
+    wide.columns = [f"{metric.removeprefix('orig_')} ({unit}) step {c}" for c in wide.columns]
     return wide.reindex(board["model"]).reset_index()
 
 
@@ -174,7 +248,7 @@ def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
         "seed_mean": "the mean prediction over seeds",
     }[cfg.evaluation.dm_predictions]
     return (
-        "Errors on the scaled (z-score) space unless prefixed `orig_`; mean (and std) over "
+        f"Errors {UNITS_NOTE} Mean (and std; blank with one seed) over "
         "seeds. `skill_vs_naive` = 1 - MSE / MSE(repeat last value). `dm_stat`/`dm_p_value`: "
         f"Diebold-Mariano test against the best baseline `{base}` on the per-window mean "
         f"squared error of {which}; HAC variance over lags 0..h-1 (equal weights, Newey-West "
@@ -183,8 +257,13 @@ def _note(cfg: ExperimentConfig, significance: pd.DataFrame) -> str:
     )
 
 
-def _shown(board: pd.DataFrame) -> pd.DataFrame:
-    return board[[c for c in SHOWN if c in board]]
+def display_board(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard as shown to a person: the `SHOWN` columns, units in the headers.
+
+    Args:
+        board: the leaderboard.
+    """
+    return board[[c for c in SHOWN if c in board]].rename(columns=LABELS)
 
 
 # ----------------------------------------------------------------------- reports
@@ -210,7 +289,7 @@ def _blocks(run_dir: Path) -> list[Block]:
         ),
         ("p", f"Git commit {git}; device {env.get('device', {}).get('resolved', '?')}; {pkgs}."),
         ("h2", "Leaderboard"),
-        ("table", _shown(board)),
+        ("table", display_board(board)),
         ("p", _note_from(cfg, sig)),
         ("img", "plots/leaderboard.png"),
         ("h2", "Error per forecast step"),
@@ -218,6 +297,14 @@ def _blocks(run_dir: Path) -> list[Block]:
         ("img", "plots/horizon_mse.png"),
         ("h2", "Forecasts"),
         ("img", "plots/forecasts.png"),
+        (
+            "p",
+            "Every test window's predictions, per model and seed: "
+            "results/<model>/seed<k>.npz (scaled float32 with timestamps, series and the "
+            "scaler; forecast.evaluate.load_predictions(path) reads them in original "
+            "units). The first test windows, readable: predictions/<model>_sample.csv "
+            "(run.predictions = 'csv' adds every window as predictions/<model>.csv).",
+        ),
     ]
     training = training_table(run_dir)
     if training is not None:
@@ -316,7 +403,8 @@ def interpretation_blocks(run_dir: Path) -> list[Block]:
 def _note_from(cfg: dict, sig: pd.DataFrame) -> str:
     which = cfg["evaluation"]["dm_predictions"].replace("_", " ")
     return (
-        f"Scaled-space errors, mean over seeds. DM: Diebold-Mariano test vs the best baseline "
+        f"Errors {UNITS_NOTE} Mean (and std; blank with one seed) over seeds. "
+        "DM: Diebold-Mariano test vs the best baseline "
         f"`{sig['dm_vs'].iloc[0]}` on per-window mean squared error ({which} predictions), "
         "HAC variance over lags 0..h-1, Harvey-Leybourne-Newbold correction; negative "
         "statistic = lower loss than the baseline."
@@ -327,9 +415,9 @@ def _markdown(blocks: list[Block]) -> str:
     out = []
     for kind, payload in blocks:
         if kind in ("h1", "h2", "h3"):
-            out.append(f"{'#' * int(kind[1])} {payload}\n")
+            out.append(f"{'#' * int(kind[1])} {compare.markdown_escape(payload)}\n")
         elif kind == "p":
-            out.append(f"{payload}\n")
+            out.append(f"{compare.markdown_escape(payload)}\n")
         elif kind == "table":
             out.append(compare.markdown_table(payload))
         elif kind == "img":
@@ -349,7 +437,7 @@ def _html(blocks: list[Block], run_dir: Path) -> str:
         elif kind == "p":
             body.append(f"<p>{html.escape(str(payload))}</p>")
         elif kind == "table":
-            body.append(payload.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""))
+            body.append(compare.formatted(payload).to_html(index=False))  # escapes the text
         elif kind == "img" and (run_dir / payload).is_file():
             data = base64.b64encode((run_dir / payload).read_bytes()).decode("ascii")
             body.append(f'<img alt="{html.escape(payload)}" src="data:image/png;base64,{data}">')

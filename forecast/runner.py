@@ -2,7 +2,8 @@
 seed) pair, in this process or in a pool of worker processes, storing each pair's results
 in the run folder as soon as it is done.
 
-A pair writes `results/<model>/seed<k>.npz` (its test predictions) and then
+A pair writes `results/<model>/seed<k>.npz` (its test predictions, compressed float32,
+with their timestamps, series and scaler: see `forecast.evaluate.prediction_arrays`) and then
 `results/<model>/seed<k>.json` (its metrics), the marker that it is done. A pair whose
 marker exists is read back instead of refitted; that is how `resume` works, and how the
 parent process collects what its workers wrote.
@@ -40,7 +41,13 @@ from forecast.config import (
 )
 from forecast.data.prepare import DataBundle
 from forecast.data.source import load_source, make_bundle  # noqa: F401 (backtest, experiment)
-from forecast.evaluate import Predictions, predict_dataset, predictions_frame, score
+from forecast.evaluate import (
+    Predictions,
+    predict_dataset,
+    prediction_arrays,
+    predictions_frame,
+    score,
+)
 from forecast.io import read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
@@ -54,7 +61,10 @@ def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
     return {**config_to_dict(cfg), "models": names}
 
 
-NO_EFFECT = ("progress", "output_dir", "name", "workers", "plots")
+SAMPLE_WINDOWS = 8
+"""Test windows (the first ones) in `predictions/<model>_sample.csv`."""
+
+NO_EFFECT = ("progress", "output_dir", "name", "workers", "plots", "predictions")
 """`run` keys that cannot change a (model, seed) result: free to differ on resume."""
 
 
@@ -225,19 +235,20 @@ class Runner:
             **training_facts(model),
         }
         log.info(
-            "%s seed %d: test mse %.4f mae %.4f (%.1fs)", name, seed, row["mse"], row["mae"], fit_s
-        )
+            "%s seed %d: test mse %.4f mae %.4f (scaled), mse %.4g mae %.4g (original units) "
+            "(%.1fs)",
+            name, seed, row["mse"], row["mae"], row["orig_mse"], row["orig_mae"], fit_s,
+        )  # fmt: skip
         if row.get("stopped_early") is False and bundle.val is not None:
             log.warning(
                 "%s seed %d: training ended at the epoch budget (%d epochs), not by early "
                 "stopping: it may not have converged (raise train.epochs)",
                 name, seed, row["epochs_run"],
             )  # fmt: skip
-        self.folder.write_npz(f"{stem}.npz", prediction=preds.prediction)
+        self.folder.write_npz(f"{stem}.npz", **prediction_arrays(preds, bundle, bundle.test))
         if first:
             self.models[name] = model
-            frame = predictions_frame(preds, bundle, bundle.test)  # float32 precision
-            self.folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
+            self._write_predictions(name, preds)
         history = getattr(model, "history_", None)
         if isinstance(history, pd.DataFrame) and len(history):
             self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
@@ -281,6 +292,18 @@ class Runner:
             log.warning("%s lacks %s: refitting", path, missing)
             return None
         return row
+
+    def _write_predictions(self, name: str, preds: Predictions) -> None:
+        """The human-readable prediction files of `run.predictions` (first seed)."""
+        mode, ds = self.cfg.run.predictions, self.bundle.test
+        if mode == "none":
+            return
+        sample = np.arange(min(SAMPLE_WINDOWS, len(ds)))
+        frame = predictions_frame(preds, self.bundle, ds, windows=sample)
+        self.folder.write_csv(f"predictions/{name}_sample.csv", frame, float_format="%.7g")
+        if mode == "csv":  # every window: large, and slow to write
+            frame = predictions_frame(preds, self.bundle, ds)
+            self.folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
 
     def refit_fold(self, name: str, seed: int, fold: bt.Fold, bundle: DataBundle) -> dict:
         """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted.

@@ -11,6 +11,7 @@ same way the model is used at test time.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -29,7 +30,7 @@ from forecast import checkpoint
 from forecast.checkpoint import load_checkpoint
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
-from forecast.models.base import Forecaster, ForecastOutput, ModelConfig
+from forecast.models.base import EVAL_MEMORY_BYTES, Forecaster, ForecastOutput, ModelConfig
 from forecast.models.teacher_forcing import SCHEDULES, TeacherForcingSchedule
 
 __all__ = ["TorchForecaster", "TrainConfig", "load_checkpoint", "resolve_device"]
@@ -40,7 +41,16 @@ OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("none", "cosine", "step", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
-HISTORY_COLUMNS = ["epoch", "phase", "train_loss", "val_loss", "teacher_forcing", "lr", "seconds"]
+HISTORY_COLUMNS = [
+    "epoch", "phase", "train_loss", "val_loss", "teacher_forcing", "lr", "seconds",
+    "train_loss_free",
+]  # fmt: skip
+"""Columns of `history_`. `train_loss` is the mean training-batch loss as trained: with
+dropout and, when `teacher_forcing` > 0, fed the true previous values, so it can read far
+below the free-running `val_loss`. `train_loss_free` is the free-running loss on a fixed
+subset of training windows (as many as are validated), computed only in epochs trained
+with teacher forcing > 0 (NaN otherwise, where `train_loss` is free-running already):
+the figure to compare with `val_loss`. Older checkpoints without it load it as NaN."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +315,8 @@ class TorchForecaster(Forecaster):
             # The warm start is a candidate too (best_epoch_ 0): training must beat it.
             best, self.best_epoch_ = self.evaluate_loss(val), 0
             best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+        # Free-running training loss under teacher forcing: on as many windows as validated.
+        train_check = _even_subset(train, len(val) if val is not None else cfg.max_val_windows)
         set_epoch = getattr(self.network, "set_epoch", None)  # models with training phases
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
@@ -325,11 +337,15 @@ class TorchForecaster(Forecaster):
             elif scheduler is not None:
                 scheduler.step()
             seconds = time.perf_counter() - start
-            rows.append([epoch, phase, train_loss, val_loss, ratio, lr, seconds])
+            free = self._free_running_loss(train_check) if ratio > 0 else math.nan
+            rows.append([epoch, phase, train_loss, val_loss, ratio, lr, seconds, free])
             bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", tf=f"{ratio:.2f}")
             logger.info(
-                "%s epoch %d: train %.5f (teacher forcing %.2f), val %.5f, %.1fs",
-                self.name, epoch, train_loss, ratio, val_loss, rows[-1][-1],
+                "%s epoch %d: train %.5f (as trained: teacher forcing %.2f, dropout)%s, "
+                "val %.5f (free-running), %.1fs",
+                self.name, epoch, train_loss, ratio,
+                "" if math.isnan(free) else f", train {free:.5f} (free-running)",
+                val_loss, seconds,
             )  # fmt: skip
             better = val is None or val_loss < best * (1.0 - cfg.min_delta)
             if val is None or val_loss < best:
@@ -399,7 +415,9 @@ class TorchForecaster(Forecaster):
         for batch in ds.iter_batches(cfg.batch_size, shuffle=True, generator=generator):
             batch = _to(batch, self.device)
             with precision.autocast():
-                output = self._train_network(batch, teacher_forcing=ratio, generator=generator)
+                output = self._train_network(
+                    batch, teacher_forcing=ratio, generator=generator, **self._maps(False)
+                )
                 loss = self.loss(output, batch).float()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -425,13 +443,17 @@ class TorchForecaster(Forecaster):
             ds: windows to score.
             batch_size: windows per forward pass.
         """
+        return self._free_running_loss(ds, batch_size)
+
+    def _free_running_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
+        """`evaluate_loss`'s computation, also used for `train_loss_free`."""
         self._check_fitted()
         self.network.eval()
         total, count = 0.0, 0
         with torch.no_grad():
             for batch in ds.iter_batches(batch_size):
                 batch = _to(batch, self.device)
-                output = self.network(batch, teacher_forcing=0.0)
+                output = self.network(batch, teacher_forcing=0.0, **self._maps(False))
                 n = len(batch["origin"])
                 total += self.loss(output, batch).item() * n
                 count += n
@@ -470,16 +492,20 @@ class TorchForecaster(Forecaster):
                 f"{self.name} is not fitted; call fit(train, val) or load_checkpoint(path) first"
             )
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         """Free-running forecast in eval mode, without gradients; CPU tensors out.
 
         Args:
             batch: the windows (any device).
+            attention: return the attention maps; False skips them in networks whose
+                forward takes `return_attention` (the transformer).
         """
         self._check_fitted()
         self.network.eval()
         with torch.no_grad():
-            out = self.network(_to(batch, self.device), teacher_forcing=0.0)
+            out = self.network(
+                _to(batch, self.device), teacher_forcing=0.0, **self._maps(attention)
+            )
         cpu = torch.device("cpu")
         return ForecastOutput(
             prediction=out.prediction.to(cpu),
@@ -487,6 +513,21 @@ class TorchForecaster(Forecaster):
             feature_attention=_to(out.feature_attention, cpu),
             extras=_to(out.extras, cpu),
         )
+
+    def _maps(self, attention: bool) -> dict[str, bool]:
+        """Forward keyword asking for attention maps or not, for networks that take it."""
+        takes = "return_attention" in inspect.signature(self.network.forward).parameters
+        return {"return_attention": attention} if takes else {}
+
+    def max_batch(self, attention: bool) -> int | None:
+        """Windows per batch within `EVAL_MEMORY_BYTES`, from the network's own estimate
+        of a window's activation bytes (`activation_bytes(attention)`), if it has one.
+
+        Args:
+            attention: whether the maps are asked for.
+        """
+        per_window = getattr(self.network, "activation_bytes", None)
+        return None if per_window is None else max(1, EVAL_MEMORY_BYTES // per_window(attention))
 
     # ----------------------------------------------------------- persistence
     def save_history(self, path: str | Path) -> Path:

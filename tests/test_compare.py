@@ -12,6 +12,7 @@ from scipy import stats
 from forecast.compare import (
     best_baseline,
     diebold_mariano,
+    formatted,
     hac_variance,
     leaderboard,
     markdown_table,
@@ -131,3 +132,15 @@ def test_significance_table_and_markdown():
     text = markdown_table(table[["model", "dm_stat", "dm_p_value"]])
     assert text.splitlines()[0] == "| model | dm_stat | dm_p_value |"
     assert "e-" in text.splitlines()[3]  # tiny p-values in scientific notation
+
+
+def test_one_seed_leaves_the_std_blank_and_tables_escape_html():
+    board = leaderboard(_per_seed()[lambda d: d["seed"] == 0])
+    assert board["mse_std"].isna().all() and board["mae_std"].isna().all()
+    text = markdown_table(board[["model", "mse", "mse_std"]].assign(**{"<b>x|y</b>": 1.0}))
+    header, _, first = text.splitlines()[:3]
+    assert "<b>" not in text and "&lt;b&gt;x\\|y&lt;/b&gt;" in header
+    assert first.endswith("|  | 1.0000 |")  # std blank, not 0.0000
+    cells = formatted(pd.DataFrame({"dm_p_value": [5.8e-9, 0.25], "mse": [1e-9, 0.5]}))
+    assert cells["dm_p_value"].tolist() == ["5.8e-09", "0.2500"]
+    assert cells["mse"].tolist() == ["0.0000", "0.5000"]  # only p-values go scientific

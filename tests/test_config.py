@@ -102,6 +102,7 @@ def test_wrong_types_are_named(tmp_path):
         ("run.seeds=[1,1]", "run.seeds must not repeat a seed, got [1, 1]"),
         ("data.scaling=minmax", "data.scaling must be one of ['per_series', 'global', 'none']"),
         ("backtest.folds=1", "backtest.folds must be 0 (off) or at least 2, got 1"),
+        ("run.predictions=parquet", "run.predictions must be one of ['npz', 'csv', 'none']"),
         ("data.fractions=[0.7,0.3,0.2]", "data.fractions must be three non-negative numbers"),
         (
             "lstm.teacher_forcing=1.5",

@@ -15,7 +15,9 @@ from forecast.config import (
     ExperimentConfig,
     RunConfig,
 )
+from forecast.evaluate import load_predictions
 from forecast.experiment import run
+from forecast.runner import SAMPLE_WINDOWS
 from forecast.runs import RunFolder
 
 TINY_NEURAL = {"epochs": 1, "max_train_windows": 64, "max_val_windows": 32, "batch_size": 32}
@@ -39,7 +41,7 @@ def test_run_writes_a_complete_folder(tmp_path):
         "leaderboard.md",
         "significance.csv",
         "per_horizon.csv",
-        "predictions/naive.csv",
+        "predictions/naive_sample.csv",
         "results/naive/seed0.json",
         "results/naive/seed0.npz",
         "plots/forecasts.png",
@@ -61,8 +63,18 @@ def test_run_writes_a_complete_folder(tmp_path):
     assert config["data"]["truth"]["lag"] == 12
     env = json.loads((folder / "environment.json").read_text())
     assert env["seeds"] == [0] and env["packages"]["numpy"] and "device" in env
-    preds = pd.read_csv(folder / "predictions/naive.csv", parse_dates=["time", "origin_time"])
+    preds = pd.read_csv(
+        folder / "predictions/naive_sample.csv",
+        parse_dates=["time", "origin_time"],
+        keep_default_na=False,  # the one series' id is ''
+        dtype={"series": str},
+    )
     assert (preds["time"] > preds["origin_time"]).all()
+    assert preds["origin_time"].nunique() == SAMPLE_WINDOWS
+    full = load_predictions(folder / "results/naive/seed0.npz")  # every window, original units
+    assert len(full) == len(result.bundle.test) * 12
+    pd.testing.assert_frame_equal(full.head(len(preds)), preds, check_dtype=False)
+    assert not (folder / "predictions/naive.csv").exists()  # run.predictions = 'npz'
     assert not list(folder.rglob("*.tmp"))
     html = (folder / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table" in html and 'src="plots/' not in html
@@ -104,9 +116,18 @@ def test_csv_dataset_with_series_id(tmp_path):
         input_length=48,
         horizon=12,
     )
+    cfg.run.predictions = "csv"
     result = run(cfg)
     preds = pd.read_csv(result.run_dir / "predictions/naive.csv")
     assert set(preds["series"]) == {"s0", "s1"}
+    assert len(preds) == len(result.bundle.test) * 12  # every window
+    full = load_predictions(result.run_dir / "results/naive/seed0.npz")
+    pd.testing.assert_frame_equal(
+        full.drop(columns=["origin_time", "time"]),
+        preds.drop(columns=["origin_time", "time"]),
+        check_dtype=False,
+        rtol=1e-6,
+    )
     # one DM loss value per origin time, averaged over the two series
     sig = pd.read_csv(result.run_dir / "significance.csv")
     assert sig["dm_n"].max() == len(result.bundle.test) // 2
@@ -223,8 +244,24 @@ def test_interpretation_is_written_for_each_neural_model(tmp_path):
     result = run(cfg)
     summary = result.run_dir / "interpret/lstm_luong/summary.md"
     assert summary.is_file() and "Ground truth" in summary.read_text()  # synthetic truth
-    assert not (result.run_dir / "interpret/linear").exists()  # neural models only
+    best = result.leaderboard["model"].iloc[0]
+    baselines = set(result.leaderboard.query("kind == 'baseline'")["model"])
+    interpreted = {p.name for p in (result.run_dir / "interpret").iterdir()}
+    assert interpreted == {"lstm_luong"} | ({best} & baselines)  # a baseline only if best
     assert "interpret/lstm_luong/summary.md" in (result.run_dir / "report.md").read_text()
+
+
+def test_interpretation_explains_a_baseline_that_is_the_best_model(tmp_path):
+    from forecast.config import InterpretConfig
+
+    cfg = _quick(tmp_path, ("naive",), interpret=InterpretConfig(max_windows=32, n_repeats=2))
+    cfg.run.interpret = True
+    result = run(cfg)
+    best = result.leaderboard["model"].iloc[0]
+    folder = result.run_dir / f"interpret/{best}"
+    assert (folder / "permutation_features.png").is_file()  # model-agnostic sections
+    assert not list(folder.glob("attention*")) and not list(folder.glob("gradients*"))
+    assert f"interpret/{best}/summary.md" in (result.run_dir / "report.md").read_text()
 
 
 def test_interpretation_asked_for_but_unavailable_warns(tmp_path, monkeypatch, caplog):
@@ -237,3 +274,44 @@ def test_interpretation_asked_for_but_unavailable_warns(tmp_path, monkeypatch, c
         result = run(cfg)
     assert "run.interpret is true but forecast.interpret cannot be imported" in caplog.text
     assert (result.run_dir / "leaderboard.csv").is_file()
+
+
+def test_predictions_none_writes_no_prediction_files_but_keeps_plots(tmp_path, capsys):
+    args = ["--synthetic-rows", "1200", "--input-length", "48", "--horizon", "12"]
+    args += ["--models", "naive", "--output-dir", str(tmp_path), "--run-name", "r"]
+    args += ["--predictions", "none", "--no-progress", "--quiet"]
+    assert run_experiment.main(args) == 0
+    folder = tmp_path / "r"
+    assert not (folder / "predictions").exists()
+    assert (folder / "plots/forecasts.png").is_file()  # drawn from the arrays in memory
+    assert (folder / "results/naive/seed0.npz").is_file()  # resume and DM need it
+    with pytest.raises(SystemExit) as exit_:  # argparse's own exit, before any run
+        run_experiment.main([*args[:-4], "--predictions", "parquet"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'parquet'" in capsys.readouterr().err
+
+
+def test_reports_escape_names_label_units_and_format_p_values_alike(tmp_path):
+    from forecast.data.synthetic import make_driver_dataset
+
+    syn = make_driver_dataset(1200, seed=0)
+    path = tmp_path / "data.csv"
+    syn.frame.rename(columns={syn.target: "<i>load</i>"}).to_csv(path, index=False)
+    cfg = _quick(tmp_path / "runs")
+    cfg.data = DataConfig(
+        dataset="csv", data_path=str(path), targets=["<i>load</i>"], input_length=48, horizon=12
+    )
+    folder = run(cfg).run_dir
+    for name in ("leaderboard.md", "report.md"):
+        text = (folder / name).read_text()
+        assert "<i>" not in text and "&lt;i&gt;load&lt;/i&gt;" in text, name
+        assert "mse (scaled)" in text and "mse (original units)" in text, name
+    board = pd.read_csv(folder / "leaderboard.csv")
+    assert board["mse_std"].isna().all()  # one seed: no spread, blank
+    sig = pd.read_csv(folder / "significance.csv").dropna(subset=["dm_p_value"])
+    html = (folder / "report.html").read_text()
+    md = (folder / "report.md").read_text()
+    for p in sig["dm_p_value"]:
+        shown = f"{p:.1e}" if 0 < p < 1e-4 else f"{p:.4f}"
+        assert f">{shown}<" in html and f"| {shown} |" in md
+    assert (sig["dm_p_value"] < 1e-4).any()  # the case that read 0.0000 in the HTML

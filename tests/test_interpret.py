@@ -158,10 +158,13 @@ class _Wrap:
     def __init__(self, net):
         self.net = net
 
-    def predict_batch(self, batch):
+    def predict_batch(self, batch, *, attention=True):
         from forecast.models.base import ForecastOutput
 
         return ForecastOutput(self.net(batch))
+
+    def max_batch(self, attention):
+        return None
 
 
 def test_permutation_moves_the_future_of_known_covariates_too(data):

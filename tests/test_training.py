@@ -184,6 +184,9 @@ def test_history_columns_and_csv(data, tmp_path):
     assert hist["teacher_forcing"].round(6).tolist() == [0.6, 0.3, 0.0]  # linear to tf_end=0
     assert (hist["lr"] == 1e-3).all() and (hist["seconds"] > 0).all()
     assert np.isfinite(hist[["train_loss", "val_loss"]].to_numpy()).all()
+    # A free-running training loss beside the teacher-forced one, only while forced.
+    assert np.isfinite(hist["train_loss_free"].iloc[:2]).all()
+    assert np.isnan(hist["train_loss_free"].iloc[2])  # tf 0: train_loss is free already
     # Validation is free-running: exactly what evaluate_loss gives for the kept weights.
     best = hist.loc[hist["epoch"] == model.best_epoch_, "val_loss"].item()
     assert model.evaluate_loss(data.val) == pytest.approx(best, rel=1e-6)
@@ -211,7 +214,9 @@ def test_window_caps_gradient_clipping_and_no_validation(data, monkeypatch):
     )
     cfg = ToyConfig(epochs=2, batch_size=16, max_train_windows=40, max_val_windows=10, **QUIET)
     model = Toy(data.layout, cfg).fit(data.train, data.val)
-    assert model.network.seen == {"train": 80, "eval": 20}
+    # eval: 2 x 10 validation windows + 10 training windows run free in epoch 1, the
+    # one trained with teacher forcing (0.5, linear to 0): `train_loss_free`.
+    assert model.network.seen == {"train": 80, "eval": 30}
     assert calls == [1.0] * 6  # 3 batches of <= 16 windows per epoch
     model = Toy(data.layout, dataclasses.replace(cfg, grad_clip=None)).fit(data.train)
     assert len(calls) == 6

@@ -321,3 +321,43 @@ def test_a_fresh_network_forecasts_its_linear_skip():
     torch.testing.assert_close(net(batch).prediction, expected, rtol=0, atol=1e-6)
     plain = TransformerNetwork(LAYOUT, TransformerConfig(**{**SMALL, "skip": False}))
     assert plain.skip is None and plain.head.weight.abs().sum() > 0
+
+
+@pytest.mark.parametrize("decoding", MODES)
+def test_attention_maps_only_when_asked_for_and_the_same_forecast(decoding):
+    net, batch = _net(decoding), _batch()
+    with torch.no_grad():
+        full = net(batch, teacher_forcing=0.0)
+        lean = net(batch, teacher_forcing=0.0, return_attention=False)
+    assert full.temporal_attention is not None and full.extras["encoder_self_attention"]
+    assert lean.temporal_attention is None and lean.extras == {}
+    # the fused kernel computes the same softmax(QK^T / sqrt(d)) V, up to rounding
+    torch.testing.assert_close(lean.prediction, full.prediction, rtol=1e-5, atol=1e-5)
+
+
+def test_evaluation_batches_are_capped_by_activation_memory(monkeypatch):
+    from forecast.data.synthetic import make_driver_dataset as make
+    from forecast.evaluate import predict_dataset
+    from forecast.models import base
+
+    syn = make(600, seed=0)
+    roles = ColumnRoles((syn.target,), tuple(syn.covariates), (), time_column="date")
+    bundle = prepare_data(syn.frame, roles, input_length=L, horizon=H)
+    model = create_model("transformer", bundle.layout, **SMALL, progress=False)
+    model.network = model.build_network().eval()
+    per_window = model.network.activation_bytes(False)
+    assert model.network.activation_bytes(True) > per_window  # maps cost memory
+    monkeypatch.setattr("forecast.training.EVAL_MEMORY_BYTES", 10 * per_window)
+    assert model.max_batch(False) == 10 and base.Forecaster.max_batch(model, False) is None
+    sizes, asked = [], []
+    real = model.predict_batch
+
+    def spy(batch, *, attention=True):
+        sizes.append(len(batch["origin"]))
+        asked.append(attention)
+        return real(batch, attention=attention)
+
+    monkeypatch.setattr(model, "predict_batch", spy)
+    preds = predict_dataset(model, bundle.test, batch_size=1024)
+    assert max(sizes) == 10 and sum(sizes) == len(bundle.test) == len(preds.prediction)
+    assert not any(asked) and preds.temporal_attention is None  # a run asks for no maps

@@ -118,9 +118,15 @@ def chunks(batch: Batch, size: int) -> Iterator[Batch]:
 
 
 def predict(model: Forecaster, batch: Batch, batch_size: int = 512) -> Tensor:
-    """Predictions [B, H, T] for a (possibly large) batch, in chunks, without gradients."""
+    """Predictions [B, H, T] for a (possibly large) batch, in chunks, without gradients
+    and without attention maps (chunks capped by the model's `max_batch`)."""
+    limit = model.max_batch(False)
+    size = batch_size if limit is None else min(batch_size, limit)
     with torch.no_grad():
-        parts = [model.predict_batch(b).prediction.float().cpu() for b in chunks(batch, batch_size)]
+        parts = [
+            model.predict_batch(b, attention=False).prediction.float().cpu()
+            for b in chunks(batch, size)
+        ]
     return torch.cat(parts)
 
 

@@ -10,6 +10,9 @@ from torch import Tensor
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 
+EVAL_MEMORY_BYTES = 1 << 30
+"""Budget for one evaluation batch's activations (see `Forecaster.max_batch`)."""
+
 
 @dataclass(frozen=True)
 class ForecastOutput:
@@ -52,8 +55,24 @@ class Forecaster(ABC):
         return self
 
     @abstractmethod
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
-        """Forecast a batch of windows; must only read the past and known-future fields."""
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
+        """Forecast a batch of windows; must only read the past and known-future fields.
+
+        Args:
+            batch: the windows.
+            attention: return the attention maps (always available on request); False
+                lets a model whose maps are large (the transformer) skip computing them.
+                Models without attention ignore it.
+        """
+
+    def max_batch(self, attention: bool) -> int | None:
+        """The most windows per `predict_batch` call that keep its activations within
+        `EVAL_MEMORY_BYTES`; None: no limit (small models).
+
+        Args:
+            attention: whether the maps are asked for.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

@@ -32,7 +32,7 @@ from forecast.models.registry import register_model
 class Naive(Forecaster):
     """Repeat the last observed value over the horizon."""
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         last = batch["past_target"][:, -1:, :]  # [B, 1, targets]
         return ForecastOutput(last.expand(-1, self.layout.horizon, -1))
 
@@ -56,7 +56,7 @@ class SeasonalNaive(Forecaster):
         if m > L:  # refused when built, not after every other model has trained
             raise ValueError(f"seasonal_naive needs input_length >= period; got {L} < {m}")
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         m = self.config.period or self.layout.period
         L, H = self.layout.input_length, self.layout.horizon
         idx = torch.as_tensor([L - m + (h % m) for h in range(H)])
@@ -67,7 +67,7 @@ class SeasonalNaive(Forecaster):
 class WindowMean(Forecaster):
     """Forecast the mean of the input window."""
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         mean = batch["past_target"].mean(dim=1, keepdim=True)
         return ForecastOutput(mean.expand(-1, self.layout.horizon, -1))
 
@@ -76,7 +76,7 @@ class WindowMean(Forecaster):
 class Drift(Forecaster):
     """Extend the straight line from the first to the last input value."""
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         past = batch["past_target"]
         slope = (past[:, -1:, :] - past[:, :1, :]) / max(past.shape[1] - 1, 1)
         steps = torch.arange(1, self.layout.horizon + 1, dtype=past.dtype)[None, :, None]
@@ -96,7 +96,7 @@ class MovingAverage(Forecaster):
 
     Config = MovingAverageConfig
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         k = min(self.config.window or self.layout.period, self.layout.input_length)
         mean = batch["past_target"][:, -k:, :].mean(dim=1, keepdim=True)
         return ForecastOutput(mean.expand(-1, self.layout.horizon, -1))
@@ -163,7 +163,7 @@ class LinearLags(Forecaster):
         self.intercept_ = torch.as_tensor(ridge.intercept_, dtype=torch.float32)
         return self
 
-    def predict_batch(self, batch: Batch) -> ForecastOutput:
+    def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         if not hasattr(self, "coef_"):
             raise RuntimeError("the linear model is not fitted; call fit(train) first")
         x, offset = self._design(batch)

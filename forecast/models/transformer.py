@@ -21,8 +21,11 @@ the encoder. Two decoding modes:
   covariates and the positions; `future_target` is never read, whatever the ratio. The
   causal mask is kept, so step h's query sees the known covariates of steps <= h only.
 
-Every forward returns per-layer, per-head maps in `extras` and their reduction to
-`temporal_attention` [B, H, L], the same shape the attention LSTMs return.
+A forward with `return_attention=True` (the default, and what `predict_batch` gives the
+interpretation code) returns per-layer, per-head maps in `extras` and their reduction to
+`temporal_attention` [B, H, L], the same shape the attention LSTMs return. Training and
+`predict_dataset` ask for none: the maps of L = 336 are [B, heads, 336, 336] per encoder
+layer, gigabytes at batch 1,024, and the fused attention kernel never holds them.
 """
 
 from __future__ import annotations
@@ -158,6 +161,23 @@ class TransformerNetwork(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.revin = RevIN(nt, affine=config.revin_affine) if config.revin else None
 
+    def activation_bytes(self, attention: bool) -> int:
+        """Estimated peak bytes of one window's free-running forward at evaluation
+        (float32): each layer's projections, feed-forward and key/value cache, and with
+        `attention` the maps kept for every layer plus one layer's scores being computed.
+
+        Args:
+            attention: whether the maps are asked for.
+        """
+        c, L, H = self.config, self.layout.input_length, self.layout.horizon
+        layers = c.encoder_layers + c.decoder_layers
+        values = layers * (L + H) * (6 * c.d_model + c.d_ff)
+        if attention:
+            values += c.n_heads * (
+                (c.encoder_layers + 2) * L * L + c.decoder_layers * H * (L + H)
+            )  # [nh, L, L] per encoder layer + scores and weights in flight; decoder maps
+        return 4 * values
+
     def _skip(self, past: Tensor) -> Tensor | None:
         """The NLinear skip [B, H, targets] from the (normalised) past targets."""
         if self.skip is None:
@@ -166,7 +186,11 @@ class TransformerNetwork(nn.Module):
         return self.skip((past - last).transpose(1, 2)).transpose(1, 2) + last
 
     def encode(
-        self, batch: Batch, past: Tensor, corrupt: Callable[[Tensor], Tensor] | None = None
+        self,
+        batch: Batch,
+        past: Tensor,
+        corrupt: Callable[[Tensor], Tensor] | None = None,
+        need_weights: bool = True,
     ) -> tuple[Tensor, list[Tensor]]:
         """Encoder output [B, L, D] and its self-attention per layer [B, nh, L, L].
 
@@ -175,6 +199,7 @@ class TransformerNetwork(nn.Module):
             past: the (normalised) past targets [B, L, targets].
             corrupt: maps the value embedding [B, L, D] to a corrupted one before the
                 known covariates and positions are added (masked pretraining).
+            need_weights: compute the maps (an empty list otherwise).
         """
         L = self.layout.input_length
         x = self.enc_value(torch.cat([past, batch["past_covariates"]], dim=-1))  # [B, L, D]
@@ -185,8 +210,9 @@ class TransformerNetwork(nn.Module):
         x = self.dropout(x + self.pe[:L])
         maps = []
         for layer in self.encoder:
-            x, w = layer(x)
-            maps.append(w)
+            x, w = layer(x, need_weights)
+            if need_weights:
+                maps.append(w)
         return self.enc_norm(x), maps
 
     def _queries(self, batch: Batch, steps: slice) -> Tensor:
@@ -200,22 +226,30 @@ class TransformerNetwork(nn.Module):
         return base.expand(B, -1, -1)  # [B, h, D]
 
     def _decode_parallel(
-        self, y: Tensor, memory: Tensor, skip: Tensor | None
+        self, y: Tensor, memory: Tensor, skip: Tensor | None, need_weights: bool = True
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """All H steps at once behind the causal mask: [B, H, targets] and the maps."""
+        """All H steps at once behind the causal mask: [B, H, targets] and the maps (empty
+        lists without `need_weights`)."""
         y = self.dropout(y)
         self_maps, cross_maps = [], []
         for layer in self.decoder:
-            y, sw, cw = layer(y, memory, self_mask=self.mask)
-            self_maps.append(sw)
-            cross_maps.append(cw)
+            y, sw, cw = layer(y, memory, self_mask=self.mask, need_weights=need_weights)
+            if need_weights:
+                self_maps.append(sw)
+                cross_maps.append(cw)
         pred = self.head(self.dec_norm(y))
         return (pred if skip is None else pred + skip), self_maps, cross_maps
 
     def _decode_free(
-        self, batch: Batch, last: Tensor, memory: Tensor, skip: Tensor | None
+        self,
+        batch: Batch,
+        last: Tensor,
+        memory: Tensor,
+        skip: Tensor | None,
+        need_weights: bool = True,
     ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-        """Step by step on the model's own predictions, one token per step via a cache."""
+        """Step by step on the model's own predictions, one token per step via a cache;
+        the maps are empty lists without `need_weights`."""
         H = self.layout.horizon
         caches: list[dict[str, KVCache]] = [{"self": {}, "cross": {}} for _ in self.decoder]
         prev = last  # [B, 1, targets]
@@ -223,16 +257,19 @@ class TransformerNetwork(nn.Module):
         for h in range(H):
             y = self.dropout(self.dec_value(prev) + self._queries(batch, slice(h, h + 1)))
             for i, layer in enumerate(self.decoder):
-                y, sw, cw = layer(y, memory, self_mask=None, cache=caches[i])
-                # Row h sees steps 0..h; zeros after it, exactly as the causal mask gives.
-                self_rows[i].append(nn.functional.pad(sw, (0, H - h - 1)))  # [B, nh, 1, H]
-                cross_rows[i].append(cw)  # [B, nh, 1, L]
+                y, sw, cw = layer(
+                    y, memory, self_mask=None, cache=caches[i], need_weights=need_weights
+                )
+                if need_weights:
+                    # Row h sees steps 0..h; zeros after it, exactly as the causal mask gives.
+                    self_rows[i].append(nn.functional.pad(sw, (0, H - h - 1)))  # [B,nh,1,H]
+                    cross_rows[i].append(cw)  # [B, nh, 1, L]
             prev = self.head(self.dec_norm(y))  # [B, 1, targets]
             if skip is not None:
                 prev = prev + skip[:, h : h + 1]
             preds.append(prev)
-        self_maps = [torch.cat(rows, dim=2) for rows in self_rows]  # [B, nh, H, H]
-        cross_maps = [torch.cat(rows, dim=2) for rows in cross_rows]  # [B, nh, H, L]
+        self_maps = [torch.cat(rows, dim=2) for rows in self_rows if rows]  # [B, nh, H, H]
+        cross_maps = [torch.cat(rows, dim=2) for rows in cross_rows if rows]  # [B, nh, H, L]
         return torch.cat(preds, dim=1), self_maps, cross_maps
 
     def forward(
@@ -240,6 +277,7 @@ class TransformerNetwork(nn.Module):
         batch: Batch,
         teacher_forcing: float = 0.0,
         generator: torch.Generator | None = None,
+        return_attention: bool = True,
     ) -> ForecastOutput:
         """Forecast a batch.
 
@@ -248,22 +286,25 @@ class TransformerNetwork(nn.Module):
             teacher_forcing: probability of feeding the true previous value to the
                 autoregressive decoder (0 at evaluation; ignored by `direct`).
             generator: random generator for the scheduled-sampling draws.
+            return_attention: compute the attention maps (`extras`, `temporal_attention`);
+                False leaves both empty and saves their memory.
         """
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
         past = batch["past_target"]  # [B, L, targets]
         if self.revin is not None:
             past = self.revin.normalize(past)
-        memory, enc_maps = self.encode(batch, past)
+        maps = return_attention
+        memory, enc_maps = self.encode(batch, past, need_weights=maps)
         H = self.layout.horizon
         last = past[:, -1:]  # [B, 1, targets] decoder input of step 0
         skip = self._skip(past)
         if self.config.decoding == "direct":
             pred, self_maps, cross_maps = self._decode_parallel(
-                self._queries(batch, slice(0, H)), memory, skip
+                self._queries(batch, slice(0, H)), memory, skip, maps
             )
         elif teacher_forcing == 0.0:
-            pred, self_maps, cross_maps = self._decode_free(batch, last, memory, skip)
+            pred, self_maps, cross_maps = self._decode_free(batch, last, memory, skip, maps)
         else:
             future = batch["future_target"]
             if self.revin is not None:
@@ -273,17 +314,19 @@ class TransformerNetwork(nn.Module):
             if teacher_forcing < 1.0:
                 with torch.no_grad():
                     first, _, _ = self._decode_parallel(
-                        self.dec_value(truth) + queries, memory, skip
+                        self.dec_value(truth) + queries, memory, skip, need_weights=False
                     )
                 sampled = torch.cat([last, first[:, :-1]], dim=1)  # [B, H, targets]
                 keep = torch.rand(truth.shape[:2], generator=generator) < teacher_forcing
                 keep[:, 0] = True  # step 0's input is the last observed value, never sampled
                 truth = torch.where(keep.to(truth.device)[..., None], truth, sampled)
             pred, self_maps, cross_maps = self._decode_parallel(
-                self.dec_value(truth) + queries, memory, skip
+                self.dec_value(truth) + queries, memory, skip, maps
             )
         if self.revin is not None:
             pred = self.revin.denormalize(pred)
+        if not maps:
+            return ForecastOutput(prediction=pred)
         extras = {
             "encoder_self_attention": enc_maps,
             "decoder_cross_attention": cross_maps,

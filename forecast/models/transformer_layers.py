@@ -1,9 +1,11 @@
-"""Transformer building blocks written out by hand, so attention weights always come back.
+"""Transformer building blocks written out by hand, so attention weights come back per head.
 
-`nn.MultiheadAttention` averages heads by default and hides them behind a flag; here every
-attention returns `(context, weights)` with weights per head, `[B, nh, Tq, Tk]`, rows
-summing to 1. Layers are pre-norm (LayerNorm before each sub-layer, as in nanoGPT): it
-trains without a learning-rate warm-up, which matters for short CPU runs.
+`nn.MultiheadAttention` averages heads by default; here every attention returns
+`(context, weights)` with weights per head, `[B, nh, Tq, Tk]`, rows summing to 1. They
+are computed whenever asked for (`need_weights=True`, the default); without them the
+fused kernel saves the memory of the [B, nh, Tq, Tk] scores (prediction at L = 336).
+Layers are pre-norm (LayerNorm before each sub-layer, as in nanoGPT): it trains without
+a learning-rate warm-up, which matters for short CPU runs.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ class MultiHeadAttention(nn.Module):
         mask: Tensor | None = None,
         cache: KVCache | None = None,
         static_kv: bool = False,
-    ) -> tuple[Tensor, Tensor]:
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend from `query` [B, Tq, D] to `key`/`value` [B, Tk, D].
 
         Args:
@@ -99,9 +102,12 @@ class MultiHeadAttention(nn.Module):
             cache: incremental decoding state, filled in place: keys/values of earlier
                 steps are appended to (self-attention) or computed once (cross-attention).
             static_kv: the keys/values never change between steps (cross-attention).
+            need_weights: return the weights; False returns None instead and, where no
+                dropout or ablation needs the weights, uses torch's fused attention,
+                which never holds the [B, nh, Tq, Tk] scores in memory.
 
         Returns:
-            context [B, Tq, D] and weights [B, nh, Tq, Tk].
+            context [B, Tq, D] and weights [B, nh, Tq, Tk] (None unless `need_weights`).
         """
         q = self._split(self.q_proj(query))  # [B, nh, Tq, hs]
         if cache is not None and static_kv and "k" in cache:
@@ -115,14 +121,22 @@ class MultiHeadAttention(nn.Module):
                     k = torch.cat([cache["k"], k], dim=2)  # [B, nh, t, hs]
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
+        fused = not (need_weights or self.uniform or (self.training and self.dropout.p > 0))
+        if fused:
+            allowed = None if mask is None else ~mask  # SDPA: True where attention is allowed
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [B,nh,Tq,hs]
+            return self.out_proj(self._merge(context)), None
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_size)  # [B, nh, Tq, Tk]
         if mask is not None:
             scores = scores.masked_fill(mask, float("-inf"))
         weights = uniform(scores) if self.uniform else F.softmax(scores, dim=-1)  # [B,nh,Tq,Tk]
         context = self.dropout(weights) @ v  # [B, nh, Tq, hs]
+        return self.out_proj(self._merge(context)), weights if need_weights else None
+
+    @staticmethod
+    def _merge(context: Tensor) -> Tensor:
         B, nh, Tq, hs = context.shape
-        context = context.transpose(1, 2).reshape(B, Tq, nh * hs)  # [B, Tq, D]
-        return self.out_proj(context), weights
+        return context.transpose(1, 2).reshape(B, Tq, nh * hs)  # [B, Tq, D]
 
 
 class FeedForward(nn.Module):
@@ -166,10 +180,10 @@ class EncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x [B, L, D] -> (x [B, L, D], self-attention weights [B, nh, L, L])."""
+    def forward(self, x: Tensor, need_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        """x [B, L, D] -> (x [B, L, D], self-attention weights [B, nh, L, L] or None)."""
         h = self.norm1(x)
-        context, weights = self.attn(h, h, h)
+        context, weights = self.attn(h, h, h, need_weights=need_weights)
         x = x + self.dropout(context)
         x = x + self.dropout(self.ff(self.norm2(x)))
         return x, weights
@@ -212,7 +226,8 @@ class DecoderLayer(nn.Module):
         memory: Tensor,
         self_mask: Tensor | None = None,
         cache: dict[str, KVCache] | None = None,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Decode steps `x` [B, Tq, D] against the encoder output `memory` [B, L, D].
 
         Args:
@@ -221,17 +236,22 @@ class DecoderLayer(nn.Module):
             self_mask: causal mask [Tq, Tq] for the parallel pass; None when decoding one
                 step at a time (the cache then holds only earlier steps).
             cache: {'self': ..., 'cross': ...} incremental-decoding state, or None.
+            need_weights: return the attention weights (None each otherwise).
 
         Returns:
             x [B, Tq, D], self-attention [B, nh, Tq, Tk_self], cross-attention [B, nh, Tq, L].
         """
         h = self.norm1(x)
         self_cache = cache["self"] if cache is not None else None
-        context, self_w = self.self_attn(h, h, h, mask=self_mask, cache=self_cache)
+        context, self_w = self.self_attn(
+            h, h, h, mask=self_mask, cache=self_cache, need_weights=need_weights
+        )
         x = x + self.dropout(context)
         h = self.norm2(x)
         cross_cache = cache["cross"] if cache is not None else None
-        context, cross_w = self.cross_attn(h, memory, memory, cache=cross_cache, static_kv=True)
+        context, cross_w = self.cross_attn(
+            h, memory, memory, cache=cross_cache, static_kv=True, need_weights=need_weights
+        )
         x = x + self.dropout(context)
         x = x + self.dropout(self.ff(self.norm3(x)))
         return x, self_w, cross_w
