@@ -9,8 +9,8 @@ is therefore exactly the main run restricted to fold 0's windows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,8 +20,8 @@ from forecast.data.prepare import DataBundle
 from forecast.data.split import SplitSpec
 from forecast.evaluate import Predictions, score
 
-if TYPE_CHECKING:
-    from forecast.runner import Runner
+FitAndScore = Callable[[str, int, "Fold"], dict]
+"""Retrains one (model, seed) for one fold (see `refit_split`) and returns its metrics row."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def make_folds(bundle: DataBundle, folds: int) -> list[Fold]:
 
 def _origin_times(bundle: DataBundle) -> np.ndarray:
     ds = bundle.test
-    return bundle.frame.timestamps[ds.starts + ds.layout.input_length - 1]
+    return bundle.frame.timestamps[ds.origin_rows()]
 
 
 def fold_windows(bundle: DataBundle, fold: Fold) -> np.ndarray:
@@ -121,37 +121,49 @@ def refit_split(bundle: DataBundle, fold: Fold) -> SplitSpec:
     )
 
 
-def run_backtest(r: Runner, preds: dict) -> pd.DataFrame | None:
+def run_backtest(
+    bundle: DataBundle,
+    preds: dict[tuple[str, int], np.ndarray],
+    *,
+    folds: int,
+    refit: bool,
+    to_predictions: Callable[[np.ndarray], Predictions],
+    fit_and_score: FitAndScore,
+    names: Sequence[str],
+    seeds: Sequence[int],
+    progress: bool = True,
+) -> pd.DataFrame | None:
     """Per (model, seed, fold) metrics of the rolling-origin backtest, or None if off.
 
     Args:
-        r: the runner of the experiment (config, data, run folder).
-        preds: (model, seed) -> test predictions of the main run.
+        bundle: the main run's data.
+        preds: (model, seed) -> test predictions of the main run (scaled arrays).
+        folds: number of folds (0: no backtest).
+        refit: retrain every model per fold (`fit_and_score`) instead of scoring `preds`.
+        to_predictions: turns a prediction array into `Predictions` on the test windows.
+        fit_and_score: retrains one (model, seed) for one fold and returns its row.
+        names: the models, in order.
+        seeds: the seeds, in order.
+        progress: show a progress bar while refitting.
     """
-    cfg = r.cfg
-    if cfg.backtest.folds == 0:
+    if folds == 0:
         return None
-    from forecast.runner import make_bundle
-
-    folds = make_folds(r.bundle, cfg.backtest.folds)
+    blocks = make_folds(bundle, folds)
     rows = []
-    if not cfg.backtest.refit:
+    if not refit:
         for (name, seed), pred in preds.items():
-            for fold in folds:
-                m = score_fold(r.predictions(pred), r.bundle, fold)
+            for fold in blocks:
+                m = score_fold(to_predictions(pred), bundle, fold)
                 rows.append({"model": name, "seed": seed, "fold": fold.index, **m})
     else:
-        work = [(f, n, s) for f in folds for s in cfg.run.seeds for n in r.names]
-        bar = tqdm(work, desc="backtest (refit)", unit="fit", disable=not cfg.run.progress)
-        bundles: dict[int, DataBundle] = {}
+        work = [(f, n, s) for f in blocks for s in seeds for n in names]
+        bar = tqdm(work, desc="backtest (refit)", unit="fit", disable=not progress)
         for fold, name, seed in bar:
-            if fold.index not in bundles:
-                bundles[fold.index] = make_bundle(cfg, r.df, r.roles, refit_split(r.bundle, fold))
-            rows.append(r.refit_fold(name, seed, fold, bundles[fold.index]))
+            rows.append(fit_and_score(name, seed, fold))
         bar.close()
     table = pd.DataFrame(rows)
-    spans = {f.index: (f.first_origin, f.last_origin) for f in folds}
+    spans = {f.index: (f.first_origin, f.last_origin) for f in blocks}
     table["first_origin"] = table["fold"].map(lambda i: spans[i][0])
     table["last_origin"] = table["fold"].map(lambda i: spans[i][1])
-    table["refit"] = cfg.backtest.refit
+    table["refit"] = refit
     return table

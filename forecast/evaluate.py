@@ -65,7 +65,7 @@ def predict_dataset(
         prediction=np.concatenate(preds),
         target=np.concatenate(targets),
         series_index=ds.series_index.copy(),
-        origin=ds.starts + ds.layout.input_length - 1,
+        origin=ds.origin_rows(),
         temporal_attention=np.concatenate(temporal) if temporal else None,
         feature_attention=np.concatenate(feature) if feature else None,
     )

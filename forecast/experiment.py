@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from forecast import compare
-from forecast.backtest import run_backtest
 from forecast.config import ExperimentConfig, config_from_dict, model_params
 from forecast.data.prepare import DataBundle
+from forecast.data.source import load_source
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
-from forecast.runner import Runner, fit_pairs, load_source, set_threads
+from forecast.runner import Runner, fit_pairs, set_threads
 from forecast.runs import RunFolder
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def run(cfg: ExperimentConfig, *, resume_dir: str | Path | None = None) -> Exper
         try:
             done = fit_pairs(r)
             preds = {p: pred for p, (_, pred) in done.items()}
-            folds = run_backtest(r, preds)
+            folds = r.backtest(preds)
         except KeyboardInterrupt:
             log.error(
                 "interrupted: finished (model, seed) pairs are saved; resume with "
@@ -129,7 +129,7 @@ def _significance(r: Runner, board: pd.DataFrame, preds: dict) -> pd.DataFrame:
     """DM test of every model against the best baseline, on per-origin mean squared error."""
     cfg = r.cfg
     ds = r.bundle.test
-    origin_time = r.bundle.frame.timestamps[ds.starts + ds.layout.input_length - 1]
+    origin_time = r.bundle.frame.timestamps[ds.origin_rows()]
     if r.bundle.frame.n_series == 1:
         origin_time = None  # already one window per origin, in time order
     losses = {}

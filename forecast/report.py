@@ -198,7 +198,7 @@ def _forecast_frames(
     Returns (model -> frame, the target, the picked origin times).
     """
     ds, lay = bundle.test, bundle.layout
-    origin = ds.starts + lay.input_length - 1  # [N] global rows
+    origin = ds.origin_rows()  # [N] global rows
     own = np.flatnonzero(ds.series_index == ds.series_index[0])  # the first series
     picked = pick_origins(len(own), n_origins)
     rows = origin[own]

@@ -40,7 +40,7 @@ from forecast.config import (
     validate,
 )
 from forecast.data.prepare import DataBundle
-from forecast.data.source import load_source, make_bundle  # noqa: F401 (backtest, experiment)
+from forecast.data.source import load_source, make_bundle
 from forecast.evaluate import (
     Predictions,
     predict_dataset,
@@ -182,9 +182,7 @@ class Runner:
             prediction: a pair's stored predictions.
         """
         ds = self.bundle.test
-        return Predictions(
-            prediction, self.target, ds.series_index.copy(), ds.starts + ds.layout.input_length - 1
-        )
+        return Predictions(prediction, self.target, ds.series_index.copy(), ds.origin_rows())
 
     # ------------------------------------------------------------------ pairs
     def is_done(self, name: str, seed: int) -> bool:
@@ -304,6 +302,32 @@ class Runner:
         if mode == "csv":  # every window: large, and slow to write
             frame = predictions_frame(preds, self.bundle, ds)
             self.folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
+
+    def backtest(self, preds: dict[tuple[str, int], np.ndarray]) -> pd.DataFrame | None:
+        """The rolling-origin backtest of `cfg.backtest` (None when off).
+
+        Args:
+            preds: (model, seed) -> test predictions of the main run.
+        """
+        cfg, bundles = self.cfg, {}
+
+        def fit_and_score(name: str, seed: int, fold: bt.Fold) -> dict:
+            if fold.index not in bundles:  # one split (and scaler) per fold
+                split = bt.refit_split(self.bundle, fold)
+                bundles[fold.index] = make_bundle(cfg, self.df, self.roles, split)
+            return self.refit_fold(name, seed, fold, bundles[fold.index])
+
+        return bt.run_backtest(
+            self.bundle,
+            preds,
+            folds=cfg.backtest.folds,
+            refit=cfg.backtest.refit,
+            to_predictions=self.predictions,
+            fit_and_score=fit_and_score,
+            names=self.names,
+            seeds=cfg.run.seeds,
+            progress=cfg.run.progress,
+        )
 
     def refit_fold(self, name: str, seed: int, fold: bt.Fold, bundle: DataBundle) -> dict:
         """Metrics of one (model, seed) retrained for one backtest fold: read back or fitted.

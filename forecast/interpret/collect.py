@@ -264,7 +264,7 @@ def collect_attention(
         feature_mean=feature.mean(n),
         feature_median=feature.median(),
         by_origin=np.concatenate(by_origin) if by_origin else None,
-        origins=ds.starts + ds.layout.input_length - 1,
+        origins=ds.origin_rows(),
         median_windows=len(keep),
         heads={k: [s / n for s in v] for k, v in head_sums.items()},
         rollout_mean=rollout.mean(n),
