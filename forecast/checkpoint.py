@@ -196,7 +196,7 @@ def _forecaster_class(
             return cls
     raise CheckpointError(
         f"{path}: checkpoint class {class_path!r} (model {name!r}) is not a registered "
-        "model class; pass model_class= to load a model of your own"
+        "torch model or baseline; pass model_class= to load a model of your own"
     )
 
 
@@ -247,7 +247,9 @@ def read_model(
             model.load_state_dict(payload.get("state_dict") or {})
     except (RuntimeError, ValueError, KeyError) as err:  # weights of another shape, ...
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: its fitted state does not fit the model ({first})") from None
+        raise CheckpointError(
+            f"{path}: its fitted state does not fit the model ({first})"
+        ) from None
     return model, payload
 
 

@@ -224,7 +224,9 @@ class Pipeline:
         frame = self._frame(df)
         lay = self.layout
         span = lay.input_length + lay.horizon
-        self._check_length(frame, span, f"input length + horizon {lay.input_length} + {lay.horizon}")
+        self._check_length(
+            frame, span, f"input length + horizon {lay.input_length} + {lay.horizon}"
+        )
         scaler = self._scaler_for(frame)
         self._scale(frame.values, frame.bounds, frame.n_scaled, scaler)
         borders = [(0, 0, int(n)) for n in frame.lengths()]
@@ -299,7 +301,9 @@ class Pipeline:
             try:
                 index = pd.DatetimeIndex(pd.to_datetime(stamps))
             except (ValueError, TypeError) as err:
-                raise ValueError(f"the future frame's timestamps could not be parsed: {err}") from None
+                raise ValueError(
+                    f"the future frame's timestamps could not be parsed: {err}"
+                ) from None
         table = pd.DataFrame(rows[names].to_numpy(), index=index, columns=names)
         table = table[~table.index.duplicated(keep="last")]
         wanted = pd.Index(times) if self.freq == STEP else pd.DatetimeIndex(times)
