@@ -4,7 +4,9 @@ in the run folder as soon as it is done.
 
 A pair writes `results/<model>/seed<k>.npz` (its test predictions, compressed float32,
 with their timestamps, series and scaler: see `forecast.evaluate.prediction_arrays`) and then
-`results/<model>/seed<k>.json` (its metrics), the marker that it is done. A pair whose
+`results/<model>/seed<k>.json` (its metrics), the marker that it is done; before the
+marker, with `run.checkpoints`, its fitted model as a `forecast.pipeline.Pipeline` in
+`models/<model>_seed<k>.pt` (every model, baselines included). A pair whose
 marker exists is read back instead of refitted; that is how `resume` works, and how the
 parent process collects what its workers wrote.
 """

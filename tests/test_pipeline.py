@@ -334,3 +334,48 @@ def test_predict_command_errors(run_dir, tmp_path, capsys):
         assert run_experiment.main(args) == 2, args
         assert message in _one_error_line(capsys)
     assert not Path(out).exists()
+
+
+def test_step_index_and_datetime_index_frames():
+    n = 200
+    steps = pd.DataFrame({"t": np.arange(0, 2 * n, 2), "y": np.sin(np.arange(n) / 3)})
+    roles = ColumnRoles(("y",), time_column="t")
+    data = prepare_data(steps, roles, input_length=L, horizon=H)
+    pipe = Pipeline.from_bundle(create_model("nlinear", data.layout).fit(data.train), data, roles)
+    out = pipe.forecast(steps)
+    assert out["time"].tolist() == list(range(2 * n, 2 * n + 2 * H, 2))
+    indexed = _frame(200).set_index("date")
+    roles = ColumnRoles(("y",), ("x",), calendar=("hour",), time_column=None)
+    data = prepare_data(indexed[["y", "x"]], roles, input_length=L, horizon=H)
+    pipe = Pipeline.from_bundle(create_model("linear", data.layout).fit(data.train), data, roles)
+    out = pipe.forecast(indexed[["y", "x"]])
+    assert out["time"].iloc[0] == indexed.index[-1] + pd.Timedelta(hours=1)
+
+
+def test_predict_help_does_not_import_torch():
+    code = (
+        "import contextlib, io, sys; import run_experiment\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    try: run_experiment.main(['predict', '--help'])\n"
+        "    except SystemExit as e: code = e.code\n"
+        "print(code, 'torch' in sys.modules, '--future' in out.getvalue())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert out.stdout.split() == ["0", "False", "True"], out.stdout + out.stderr
+
+
+def test_parquet_output_needs_pyarrow(run_dir, tmp_path, capsys):
+    _frame(100).to_csv(tmp_path / "new.csv", index=False)
+    _frame(110).to_csv(tmp_path / "future.csv", index=False)
+    args = ["predict", "--run", str(run_dir), "--model", "naive", "--data"]
+    args += [str(tmp_path / "new.csv"), "--future", str(tmp_path / "future.csv")]
+    out = tmp_path / "f.parquet"
+    code = run_experiment.main([*args, "--out", str(out)])
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        assert code == 2 and "writing Parquet needs pyarrow" in _one_error_line(capsys)
+        return
+    assert code == 0 and len(pd.read_parquet(out)) == H
