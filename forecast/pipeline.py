@@ -183,8 +183,9 @@ class Pipeline:
         return prepare_frame(df, self.roles, freq=self.freq, **self.options)
 
     def _scaler_for(self, frame: SeriesFrame) -> StandardScaler:
-        """The training scaler with one row of statistics per series of `frame`."""
-        if self.scaler.mean_ is None or len(self.scaler.mean_) == 1:
+        """The training scaler with one row of statistics per series of `frame`; per-series
+        statistics exist only for the training series (matched by id)."""
+        if self.scaler.mode != "per_series":
             return self.scaler
         index = {sid: i for i, sid in enumerate(self.series_ids)}
         unknown = [s for s in frame.series_ids if s not in index]
@@ -199,7 +200,9 @@ class Pipeline:
         return aligned
 
     @staticmethod
-    def _scale(values: np.ndarray, bounds: np.ndarray, n_scaled: int, scaler: StandardScaler):
+    def _scale(
+        values: np.ndarray, bounds: np.ndarray, n_scaled: int, scaler: StandardScaler
+    ) -> None:
         """Scale each series' rows of `values` in place, as `prepare_data` does."""
         if scaler.mode == "none":
             return
@@ -346,6 +349,7 @@ class Pipeline:
         lay = self.layout
         L, H = lay.input_length, lay.horizon
         self._check_length(frame, L, "input length")
+        scaler = self._scaler_for(frame)
         n_user = len(frame.known_covariates) - len(frame.calendar_columns)
         k0 = lay.n_targets + lay.n_past  # first known-covariate column
         blocks, times = [], []
@@ -364,7 +368,6 @@ class Pipeline:
             times.append(future_t)
         values = np.concatenate(blocks)
         bounds = np.arange(frame.n_series + 1, dtype=np.int64) * (L + H)
-        scaler = self._scaler_for(frame)
         self._scale(values, bounds, frame.n_scaled, scaler)
         series_index = np.arange(frame.n_series, dtype=np.int32)
         ds = WindowDataset(torch.from_numpy(values), bounds[:-1], lay, series_index)

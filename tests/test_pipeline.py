@@ -140,6 +140,14 @@ def test_forecast_of_a_truncated_frame_is_the_test_path_prediction(name, single,
     assert out["id"].tolist() == [s for s in ("s2", "s1", "s0") for _ in range(H)]
 
 
+def test_per_series_scaling_needs_the_training_series(panel):
+    pdf, roles, pdata = panel
+    pipe = Pipeline.from_bundle(create_model("naive", pdata.layout), pdata, roles)
+    renamed = pdf.assign(id=pdf["id"].replace({"s1": "new"}))
+    with pytest.raises(ValueError, match=r"series \['new'\] were not in the training data"):
+        pipe.forecast(renamed, future=renamed)
+
+
 def test_predict_windows_is_what_evaluate_scores(single):
     df, data = single
     model = create_model("linear", data.layout).fit(data.train, data.val)
