@@ -109,9 +109,8 @@ def _load_plain(data: bytes, path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, OSError, pickle errors, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (damaged or truncated: {first})"
+            f"{path}: not a readable checkpoint (damaged or truncated: {_first(err)})"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__})")
@@ -240,26 +239,39 @@ def read_model(
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its config does not fit {cls.__name__} ({err})") from None
     model.name = payload["name"]
-    try:
-        if _is_torch(model):
-            _restore_torch(model, payload, device)
-        else:
+    if _is_torch(model):
+        _restore_torch(model, payload, device, path)
+    else:
+        try:
             model.load_state_dict(payload.get("state_dict") or {})
-    except (RuntimeError, ValueError, KeyError) as err:  # weights of another shape, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
-            f"{path}: its fitted state does not fit the model ({first})"
-        ) from None
+        except (RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: its fitted state does not fit ({_first(err)})"
+            ) from None
     return model, payload
 
 
-def _restore_torch(model: Any, payload: dict[str, Any], device: str | None) -> None:
+def _first(err: Exception) -> str:
+    """The first line of an error's message (its type when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _restore_torch(model: Any, payload: dict[str, Any], device: str | None, path: Path) -> None:
     """Network weights, device, history and scaler of a torch model from its payload."""
     from forecast.training import HISTORY_COLUMNS, resolve_device
 
-    model.device = resolve_device(device or model.config.device)
+    try:
+        model.device = resolve_device(device or model.config.device)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}; pass device= (--device) to load it here") from None
     model.network = model.build_network()
-    model.network.load_state_dict(payload["state_dict"])
+    try:
+        model.network.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as err:  # weights of another shape, a missing tensor
+        raise CheckpointError(
+            f"{path}: its weights do not fit the {model.name} network ({_first(err)})"
+        ) from None
     model.network.to(model.device).eval()
     model.history_ = pd.DataFrame(payload["history"], columns=HISTORY_COLUMNS)
     if "phase" not in payload["history"]:  # written before training phases existed
