@@ -27,6 +27,11 @@ Examples:
         --split timestamps --split-at 2020-03-01 2020-04-01
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
+
+Forecast the steps after the end of new data with a saved model (a run keeps every model
+and seed as models/<name>_seed<k>.pt; `predict --help` for details):
+    python run_experiment.py predict --run runs/20250101-120000 --model lstm \
+        --data new.csv [--future future.csv] [--seed 0] --out forecasts.csv
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +56,8 @@ from forecast.config import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from forecast.experiment import ExperimentResult
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "quick.toml"
@@ -280,13 +288,153 @@ def describe_error(err: Exception) -> str:
     return str(err) or type(err).__name__
 
 
+PREDICT_DOC = """Forecast the H steps after the end of each series of a CSV with a model saved
+by a run (models/<name>_seed<k>.pt in the run folder), in original units with real
+timestamps. The data needs the columns the run was trained on (one or many series, at
+least input_length rows each); calendar features of the future steps are built from
+their timestamps; user-supplied known covariates for those steps come from --future
+(the time column, the series id if any, and the known covariates).
+
+Writes CSV, or Parquet for an --out ending in .parquet (needs pyarrow). Columns: the
+series id (if any), time, one column per target.
+
+Example:
+    python run_experiment.py predict --run runs/r --model lstm --data new.csv \\
+        --future future.csv --out forecasts.csv
+"""
+
+
+def build_predict_parser() -> argparse.ArgumentParser:
+    """The `predict` subcommand: forecasts from a run folder's saved model."""
+    p = argparse.ArgumentParser(
+        prog="run_experiment.py predict",
+        description=PREDICT_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="the run folder")
+    p.add_argument("--model", required=True, help="a model of the run (e.g. lstm, linear)")
+    p.add_argument("--seed", type=int, help="which seed's model; default: the run's first")
+    p.add_argument("--data", required=True, type=Path, help="history: CSV (or .parquet)")
+    p.add_argument("--future", type=Path, help="known covariates of the future steps")
+    p.add_argument("--out", required=True, type=Path, help="forecasts: .csv or .parquet")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda", "mps"], help="device; default: the run's"
+    )
+    return p
+
+
+_ARTIFACT = re.compile(r"^(?P<model>.+)_seed(?P<seed>\d+)\.pt$")
+
+
+def saved_model(run_dir: Path, model: str, seed: int | None) -> Path:
+    """The saved pipeline of (model, seed) in a run folder; a ValueError names what the
+    folder holds when it is not there.
+
+    Args:
+        run_dir: the run folder.
+        model: the model's name.
+        seed: the seed; None: the run's first seed.
+    """
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: no run folder there")
+    saved: dict[str, list[int]] = {}
+    for path in sorted((run_dir / "models").glob("*.pt")):
+        match = _ARTIFACT.match(path.name)
+        if match:
+            saved.setdefault(match["model"], []).append(int(match["seed"]))
+    if model not in saved:
+        listed = sorted(saved) or "none (run.checkpoints was false, or an older run)"
+        raise ValueError(f"{run_dir} has no saved model {model!r}; saved: {listed}")
+    seeds = sorted(saved[model])
+    if seed is None:
+        try:
+            from forecast.io import read_json
+
+            first = read_json(run_dir / "config.json")["config"]["run"]["seeds"][0]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            first = None
+        seed = first if first in seeds else seeds[0]
+    if seed not in seeds:
+        raise ValueError(f"{run_dir} has no seed {seed} for model {model!r}; seeds: {seeds}")
+    from forecast.pipeline import artifact_path
+
+    return artifact_path(run_dir, model, seed)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A CSV, or a Parquet file by its suffix; errors name the file."""
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        try:
+            return pd.read_parquet(path)
+        except ImportError:
+            raise ValueError(
+                f"{path}: reading Parquet needs pyarrow (pip install pyarrow)"
+            ) from None
+    from forecast.io import read_csv
+
+    return read_csv(path)
+
+
+def predict(args: argparse.Namespace) -> pd.DataFrame:
+    """Run the `predict` subcommand: read, forecast, write `args.out`; the forecasts.
+
+    Args:
+        args: parsed `predict` arguments.
+    """
+    import importlib.util
+
+    path = saved_model(Path(args.run), args.model, args.seed)
+    out: Path = args.out
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; choose another --out or pass --force to replace it")
+    parquet = out.suffix == ".parquet"
+    if parquet and importlib.util.find_spec("pyarrow") is None:
+        raise ValueError(f"{out}: writing Parquet needs pyarrow (pip install pyarrow); or use .csv")
+    from forecast.io import atomic_write
+    from forecast.pipeline import load
+
+    pipe = load(path, device=args.device)
+    frame = _read_table(args.data)
+    future = _read_table(args.future) if args.future is not None else None
+    forecasts = pipe.forecast(frame, future=future)
+    if parquet:
+        atomic_write(out, lambda p: forecasts.to_parquet(p, index=False))
+    else:
+        atomic_write(out, lambda p: forecasts.to_csv(p, index=False))
+    return forecasts
+
+
+def predict_main(argv: list[str]) -> int:
+    """The `predict` subcommand; returns the exit status (0 done, 2 bad input).
+
+    Args:
+        argv: the arguments after `predict`.
+    """
+    args = build_predict_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        forecasts = predict(args)
+    except (ValueError, OSError) as err:
+        print(f"error: {describe_error(err)}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(forecasts)} forecast rows to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 done, 2 bad input or a file-system error such
-    as a read-only folder or a full disk, 130 interrupted).
+    as a read-only folder or a full disk, 130 interrupted). `predict` as the first argument
+    runs the predict subcommand (see `build_predict_parser`).
 
     Args:
         argv: arguments (sys.argv[1:] when None).
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from forecast.data.prepare import DataBundle, prepare_data
     from forecast.data.split import SplitSpec
     from forecast.models.registry import create_model, list_models
+    from forecast.pipeline import Pipeline, load
 
 _WHERE = {
     "ColumnRoles": "forecast.data.frame",
@@ -24,15 +25,19 @@ _WHERE = {
     "SplitSpec": "forecast.data.split",
     "create_model": "forecast.models.registry",
     "list_models": "forecast.models.registry",
+    "Pipeline": "forecast.pipeline",
+    "load": "forecast.pipeline",
 }
 
 __all__ = [
     "ColumnRoles",
     "DataBundle",
+    "Pipeline",
     "SeriesFrame",
     "SplitSpec",
     "create_model",
     "list_models",
+    "load",
     "prepare_data",
     "prepare_frame",
 ]

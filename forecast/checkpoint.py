@@ -1,11 +1,14 @@
-"""Checkpoints of torch forecasters: plain data only, so `torch.load(weights_only=True)`
-reads them and a checkpoint can never run code while loading.
+"""Checkpoints of forecasters: plain data only, so `torch.load(weights_only=True)` reads
+them and a checkpoint can never run code while loading.
 
-A checkpoint holds the weights, the config and the window layout as plain dicts, the
-scaler's state (to forecast in original units), the training history (and any
-`extra_histories_`, e.g. of a pretraining stage), and the model's registry name and
-class path to rebuild it. Only registered model classes are rebuilt (or the class the
-caller passes): no module named in a file is ever imported.
+A checkpoint holds the fitted state (a torch model's weights, a baseline's learned
+parameters such as ridge coefficients, nothing for a rule like repeat-last), the config
+and the window layout as plain dicts, the scaler's state (to forecast in original
+units), a torch model's training history (and any `extra_histories_`, e.g. of a
+pretraining stage), the model's registry name and class path to rebuild it, and, for a
+saved `forecast.pipeline.Pipeline`, the pipeline's column roles, frequency and options.
+Only registered model classes are rebuilt (or the class the caller passes): no module
+named in a file is ever imported.
 
 The file (format 2) is `{"format": 2, "sha256": ..., "payload": <uint8 tensor>}`: the
 payload is the `torch.save` serialization of the content above, and its SHA-256 is checked
@@ -31,7 +34,7 @@ from forecast.data.windows import WindowLayout
 from forecast.io import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from forecast.training import TorchForecaster
+    from forecast.models.base import Forecaster
 
 log = logging.getLogger(__name__)
 
@@ -106,60 +109,79 @@ def _load_plain(data: bytes, path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, OSError, pickle errors, ...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (damaged or truncated: {first})"
+            f"{path}: not a readable checkpoint (damaged or truncated: {_first(err)})"
         ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint (holds a {type(obj).__name__})")
     return obj
 
 
+def _is_torch(model: object) -> bool:
+    from forecast.training import TorchForecaster
+
+    return isinstance(model, TorchForecaster)
+
+
 def save_checkpoint(
-    model: TorchForecaster, path: str | Path, scaler: StandardScaler | None = None
+    model: Forecaster,
+    path: str | Path,
+    scaler: StandardScaler | None = None,
+    pipeline: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a fitted torch forecaster (see `TorchForecaster.save_checkpoint`).
+    """Write a fitted forecaster (a torch model or a baseline), atomically.
 
     Args:
         model: a fitted forecaster.
         path: destination file.
-        scaler: the data's scaler; defaults to `model.scaler`.
+        scaler: the data's scaler; defaults to `model.scaler` (torch models).
+        pipeline: a `Pipeline`'s plain-data metadata (see `forecast.pipeline`), if any.
     """
-    scaler = scaler if scaler is not None else model.scaler
+    scaler = scaler if scaler is not None else getattr(model, "scaler", None)
     cls = type(model)
+    torch_model = _is_torch(model)
+    if torch_model:
+        state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
+    else:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "name": model.name,
         "class": f"{cls.__module__}:{cls.__qualname__}",
         "config": dataclasses.asdict(model.config),
         "layout": dataclasses.asdict(model.layout),
-        "state_dict": {k: v.detach().cpu() for k, v in model.network.state_dict().items()},
+        "state_dict": state,
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "history": model.history_.astype(float).to_dict(orient="list"),
-        "best_epoch": model.best_epoch_,
-        "extra_histories": {  # e.g. a pretraining stage's epochs
-            k: h.astype(float).to_dict(orient="list")
-            for k, h in getattr(model, "extra_histories_", {}).items()
-        },
     }
+    if torch_model:
+        payload.update(
+            history=model.history_.astype(float).to_dict(orient="list"),
+            best_epoch=model.best_epoch_,
+            extra_histories={  # e.g. a pretraining stage's epochs
+                k: h.astype(float).to_dict(orient="list")
+                for k, h in getattr(model, "extra_histories_", {}).items()
+            },
+        )
+    if pipeline is not None:
+        payload["pipeline"] = pipeline
     return atomic_save(payload, path)
 
 
 def _forecaster_class(
     path: Path, name: str, class_path: str, model_class: type | None
-) -> type[TorchForecaster]:
+) -> type[Forecaster]:
     """The class to rebuild: the caller's `model_class`, else the registered model `name`
     (or another registered model) whose class is `class_path`. Nothing named in the file
     is ever imported."""
+    from forecast.models.base import Forecaster
     from forecast.models.registry import get_entry, list_models
-    from forecast.training import TorchForecaster
 
     def path_of(cls: type) -> str:
         return f"{cls.__module__}:{cls.__qualname__}"
 
     if model_class is not None:
-        if not (isinstance(model_class, type) and issubclass(model_class, TorchForecaster)):
-            raise TypeError(f"model_class must be a TorchForecaster subclass, got {model_class!r}")
+        if not (isinstance(model_class, type) and issubclass(model_class, Forecaster)):
+            raise TypeError(f"model_class must be a Forecaster subclass, got {model_class!r}")
         if path_of(model_class) != class_path:
             raise CheckpointError(
                 f"{path}: checkpoint holds a {class_path!r}, not a {path_of(model_class)!r}"
@@ -169,42 +191,87 @@ def _forecaster_class(
     candidates += [n for n in list_models() if n != name]
     for candidate in candidates:
         cls = get_entry(candidate).cls
-        if path_of(cls) == class_path and issubclass(cls, TorchForecaster):
+        if path_of(cls) == class_path:
             return cls
     raise CheckpointError(
         f"{path}: checkpoint class {class_path!r} (model {name!r}) is not a registered "
-        "torch model; pass model_class= to load a model of your own"
+        "torch model or baseline; pass model_class= to load a model of your own"
     )
 
 
 def load_checkpoint(
     path: str | Path, device: str | None = None, model_class: type | None = None
-) -> TorchForecaster:
-    """Rebuild a fitted forecaster from `save_checkpoint`; its `.scaler` is restored too.
+) -> Forecaster:
+    """Rebuild a fitted forecaster from `save_checkpoint`; a torch model's `.scaler` is
+    restored too.
 
     Only registered model classes are rebuilt; a `CheckpointError` (a ValueError) naming
     the file refuses any other class, a damaged or truncated file, or a wrong format.
 
     Args:
         path: the checkpoint file.
-        device: where to put the network; None uses the saved config's device.
-        model_class: the class of a model outside the registry (a `TorchForecaster`
-            subclass the file must name); None accepts registered models only.
+        device: where to put a torch model's network; None uses the saved config's device.
+        model_class: the class of a model outside the registry (a `Forecaster` subclass
+            the file must name); None accepts registered models only.
     """
-    from forecast.training import HISTORY_COLUMNS, resolve_device
+    return read_model(path, device, model_class)[0]
 
+
+def read_model(
+    path: str | Path, device: str | None = None, model_class: type | None = None
+) -> tuple[Forecaster, dict[str, Any]]:
+    """`load_checkpoint`'s model and the file's whole (verified, plain-data) content.
+
+    Args:
+        path: the checkpoint file.
+        device: where to put a torch model's network; None uses the saved config's device.
+        model_class: see `load_checkpoint`.
+    """
     path = Path(path)
     payload = read_checkpoint(path)
     cls = _forecaster_class(path, payload.get("name"), str(payload.get("class")), model_class)
-    lay = payload["layout"]
+    lay = dict(payload["layout"])
     for key in ("targets", "past_covariates", "known_covariates"):
         lay[key] = tuple(lay[key])
-    config = cls.Config(**payload["config"])
-    model = cls(WindowLayout(**lay), config)
+    try:
+        config = cls.Config(**payload["config"])
+        model = cls(WindowLayout(**lay), config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its config does not fit {cls.__name__} ({err})") from None
     model.name = payload["name"]
-    model.device = resolve_device(device or config.device)
+    if _is_torch(model):
+        _restore_torch(model, payload, device, path)
+    else:
+        try:
+            model.load_state_dict(payload.get("state_dict") or {})
+        except (RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"{path}: its fitted state does not fit ({_first(err)})"
+            ) from None
+    return model, payload
+
+
+def _first(err: Exception) -> str:
+    """The first line of an error's message (its type when it has none)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _restore_torch(model: Any, payload: dict[str, Any], device: str | None, path: Path) -> None:
+    """Network weights, device, history and scaler of a torch model from its payload."""
+    from forecast.training import HISTORY_COLUMNS, resolve_device
+
+    try:
+        model.device = resolve_device(device or model.config.device)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}; pass device= (--device) to load it here") from None
     model.network = model.build_network()
-    model.network.load_state_dict(payload["state_dict"])
+    try:
+        model.network.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as err:  # weights of another shape, a missing tensor
+        raise CheckpointError(
+            f"{path}: its weights do not fit the {model.name} network ({_first(err)})"
+        ) from None
     model.network.to(model.device).eval()
     model.history_ = pd.DataFrame(payload["history"], columns=HISTORY_COLUMNS)
     if "phase" not in payload["history"]:  # written before training phases existed
@@ -216,4 +283,3 @@ def load_checkpoint(
         model.extra_histories_ = {k: pd.DataFrame(v) for k, v in extra.items()}
     if payload["scaler"] is not None:
         model.scaler = StandardScaler.from_state_dict(payload["scaler"])
-    return model

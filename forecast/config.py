@@ -83,7 +83,8 @@ class RunConfig:
         progress: show progress bars.
         output_dir: parent folder of run folders.
         name: run folder name; a timestamp when None. Never reused.
-        checkpoints: save a checkpoint per neural model and seed.
+        checkpoints: save every (model, seed) as a pipeline, `models/<name>_seed<k>.pt`
+            (`forecast.load`, `run_experiment.py predict`).
         threads: torch threads per process; None keeps torch's default (one per core).
             1 is usually fastest for the small networks here, and immune to the heavy
             slowdown of several threads on an oversubscribed (shared) machine.

@@ -4,7 +4,9 @@ in the run folder as soon as it is done.
 
 A pair writes `results/<model>/seed<k>.npz` (its test predictions, compressed float32,
 with their timestamps, series and scaler: see `forecast.evaluate.prediction_arrays`) and then
-`results/<model>/seed<k>.json` (its metrics), the marker that it is done. A pair whose
+`results/<model>/seed<k>.json` (its metrics), the marker that it is done; before the
+marker, with `run.checkpoints`, its fitted model as a `forecast.pipeline.Pipeline` in
+`models/<model>_seed<k>.pt` (every model, baselines included). A pair whose
 marker exists is read back instead of refitted; that is how `resume` works, and how the
 parent process collects what its workers wrote.
 """
@@ -40,7 +42,7 @@ from forecast.config import (
     validate,
 )
 from forecast.data.prepare import DataBundle
-from forecast.data.source import load_source, make_bundle
+from forecast.data.source import load_source, make_bundle, prepare_options
 from forecast.evaluate import (
     Predictions,
     predict_dataset,
@@ -51,6 +53,7 @@ from forecast.evaluate import (
 from forecast.io import read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
+from forecast.pipeline import Pipeline, artifact_path
 from forecast.runs import RunFolder, environment_manifest
 
 log = logging.getLogger(__name__)
@@ -252,13 +255,26 @@ class Runner:
             self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
         for stage, extra in getattr(model, "extra_histories_", {}).items():  # e.g. pretraining
             self.folder.write_csv(f"history/{name}_seed{seed}_{stage}.csv", extra)
-        if cfg.run.checkpoints and hasattr(model, "save_checkpoint"):
-            model.save_checkpoint(
-                self.folder.file(f"checkpoints/{name}_seed{seed}.pt"), scaler=bundle.scaler
-            )
+        if cfg.run.checkpoints:  # every model: `forecast.load` or the predict command
+            self.pipeline(model).save(artifact_path(self.folder.path, name, seed))
         row["per_horizon"] = curve.to_dict("records")
         self.folder.write_json(f"{stem}.json", row)  # last: marks the pair as done
         return row, preds.prediction
+
+    def pipeline(self, model: Forecaster) -> Pipeline:
+        """A model fitted on this run's data with its scaler, roles, options and config.
+
+        Args:
+            model: a fitted model of this run.
+        """
+        return Pipeline.from_bundle(
+            model,
+            self.bundle,
+            self.roles,
+            options=prepare_options(self.cfg.data),
+            columns=[str(c) for c in self.df.columns],
+            config=_stored_config(self.cfg, self.names),
+        )
 
     def _read_pair(self, done: Path, arrays: Path) -> tuple[dict, np.ndarray] | None:
         """A finished pair's stored metrics row and predictions; None (with a warning naming
@@ -361,7 +377,10 @@ class Runner:
         """
         if name in self.models:
             return self.models[name]
-        ckpt = self.folder.file(f"checkpoints/{name}_seed{self.cfg.run.seeds[0]}.pt")
+        seed = self.cfg.run.seeds[0]
+        ckpt = artifact_path(self.folder.path, name, seed)
+        if not ckpt.is_file():  # a run folder written before models/ existed
+            ckpt = self.folder.file(f"checkpoints/{name}_seed{seed}.pt")
         if not ckpt.is_file():
             return None
         from forecast.checkpoint import CheckpointError, load_checkpoint

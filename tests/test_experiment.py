@@ -50,7 +50,9 @@ def test_run_writes_a_complete_folder(tmp_path):
         "plots/leaderboard.png",
         "plots/history.png",
         "history/lstm_plain_seed0.csv",
-        "checkpoints/lstm_plain_seed0.pt",
+        "models/lstm_plain_seed0.pt",
+        "models/linear_seed0.pt",
+        "models/naive_seed0.pt",
         "report.md",
         "report.html",
     ]:
@@ -144,7 +146,7 @@ def test_same_config_and_seed_reproduce_the_metrics_exactly(tmp_path):
     pd.testing.assert_frame_equal(a.per_seed[cols], b.per_seed[cols], check_exact=True)
     neural = a.per_seed[a.per_seed["model"] == "lstm_plain"]
     assert neural["mse"].nunique() == 2  # the seed is used: two seeds, two results
-    assert (a.run_dir / "checkpoints/lstm_plain_seed1.pt").is_file()
+    assert (a.run_dir / "models/lstm_plain_seed1.pt").is_file()
     assert not (a.run_dir / "plots").exists()  # run.plots = false
     row = a.leaderboard.set_index("model").loc["lstm_plain"]
     assert row["n_seeds"] == 2 and row["mse_std"] > 0

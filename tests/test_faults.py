@@ -390,7 +390,7 @@ def test_damaged_checkpoint_on_resume_is_skipped_with_a_warning(tmp_path, caplog
     args = _cli(tmp_path, "--run-name", "r", "--models", "lstm_plain", "--set", "train.epochs=1")
     assert run_experiment.main([*args, "--set", "lstm_plain.hidden_size=4"]) == 0
     run_dir = tmp_path / "out/r"
-    ckpt = run_dir / "checkpoints/lstm_plain_seed0.pt"
+    ckpt = run_dir / "models/lstm_plain_seed0.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     cfg = config_from_dict(read_json(run_dir / "config.json")["config"])
     runner = Runner(cfg, run_dir, mode="resume")

@@ -28,6 +28,7 @@ def test_notebooks_are_stored_without_outputs():
         "attention_synthetic",
         "attention_etth1",
         "compare_baselines",
+        "forecast_next_day",
     }
     for path in NOTEBOOKS:
         book = nbformat.read(path, as_version=4)

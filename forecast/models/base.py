@@ -65,6 +65,20 @@ class Forecaster(ABC):
                 Models without attention ignore it.
         """
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """What `fit` learned, as tensors, for checkpoints (`forecast.checkpoint`); empty
+        for a rule that learns nothing. Torch models keep their weights in `network`."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what `state_dict` returned.
+
+        Args:
+            state: the tensors `state_dict` returned.
+        """
+        if state:
+            raise ValueError(f"{type(self).__name__} learns nothing, got state {sorted(state)}")
+
     def max_batch(self, attention: bool) -> int | None:
         """The most windows per `predict_batch` call that keep its activations within
         `EVAL_MEMORY_BYTES`; None: no limit (small models).

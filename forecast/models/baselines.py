@@ -163,6 +163,24 @@ class LinearLags(Forecaster):
         self.intercept_ = torch.as_tensor(ridge.intercept_, dtype=torch.float32)
         return self
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The ridge coefficients [outputs, features] and intercepts [outputs]."""
+        if not hasattr(self, "coef_"):
+            raise RuntimeError("the linear model is not fitted; call fit(train) first")
+        return {"coef": self.coef_, "intercept": self.intercept_}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore the coefficients `state_dict` returned.
+
+        Args:
+            state: {'coef', 'intercept'} tensors.
+        """
+        missing = sorted({"coef", "intercept"} - set(state))
+        if missing:
+            raise ValueError(f"linear model state lacks {missing}")
+        self.coef_ = state["coef"].to(torch.float32)
+        self.intercept_ = state["intercept"].to(torch.float32)
+
     def predict_batch(self, batch: Batch, *, attention: bool = True) -> ForecastOutput:
         if not hasattr(self, "coef_"):
             raise RuntimeError("the linear model is not fitted; call fit(train) first")
