@@ -203,7 +203,7 @@ def load_checkpoint(
     model = cls(WindowLayout(**lay), config)
     model.name = payload["name"]
     model.device = resolve_device(device or config.device)
-    model.network = model.build_network()
+    model.network = model.make_network()
     model.network.load_state_dict(payload["state_dict"])
     model.network.to(model.device).eval()
     model.history_ = pd.DataFrame(payload["history"], columns=HISTORY_COLUMNS)

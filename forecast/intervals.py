@@ -92,21 +92,20 @@ def window_scale(ds: WindowDataset, floor: float = 1e-3) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ConformalIntervals:
-    """Split-conformal intervals around a point forecast.
+class _Calibration:
+    """Nonconformity scores of the validation windows, and how to turn them into a
+    radius per window: static (their finite-sample quantile) or rolling.
 
     With `window` set (rolling calibration), the windows are scored in time order and
     each block of `refresh` windows is calibrated on the last `window` windows of its
     series whose targets were all observed by the block's first origin: the validation
     windows, then the evaluated windows themselves as their actuals arrive. Nothing after
-    a forecast origin is used; it follows a drifting error level that a calibration on the
-    validation windows alone misses.
+    a forecast origin is used; it follows a drifting error level that a calibration on
+    the validation windows alone misses.
 
     Args:
-        coverages: the calibrated coverage levels.
-        method: 'absolute' or 'scaled'.
-        scores: [n, H, targets] validation nonconformity scores (|residual|, divided by
-            the window scale for 'scaled').
+        coverages: the K calibrated coverage levels.
+        scores: [n, K, H, targets] validation scores, one set per level.
         series: [n] series of each validation window.
         origin: [n] global row of each validation window's origin.
         window: calibration windows per series for rolling calibration; None: the
@@ -115,7 +114,6 @@ class ConformalIntervals:
     """
 
     coverages: tuple[float, ...]
-    method: str
     scores: np.ndarray
     series: np.ndarray
     origin: np.ndarray
@@ -123,15 +121,57 @@ class ConformalIntervals:
     refresh: int | None = None
 
     @property
+    def radius(self) -> np.ndarray:
+        """[K, H, targets] static radius per level, from the validation windows."""
+        return np.stack(
+            [conformal_quantile(self.scores[:, k], c) for k, c in enumerate(self.coverages)]
+        )
+
+    def _radii(self, new: np.ndarray, preds: Predictions) -> np.ndarray:
+        """[K, N, H, targets] radius of every window of `preds` (scores `new`)."""
+        if self.window is None:
+            return np.broadcast_to(
+                self.radius[:, None], (len(self.coverages), *new.shape[:1], *new.shape[2:])
+            )
+        out = np.empty((len(self.coverages), len(new), *new.shape[2:]))
+        h = new.shape[2]
+        step = self.refresh or h
+        for s in np.unique(preds.series_index):
+            mine = np.flatnonzero(preds.series_index == s)
+            mine = mine[np.argsort(preds.origin[mine], kind="stable")]
+            old = self.series == s
+            pool = np.concatenate([self.scores[old], new[mine]])  # in time order
+            known = np.concatenate([self.origin[old], preds.origin[mine]]) + h  # last target
+            for b in range(0, len(mine), step):
+                block = mine[b : b + step]
+                end = int(np.searchsorted(known, preds.origin[block[0]], side="right"))
+                recent = pool[max(0, end - self.window) : end]
+                for k, c in enumerate(self.coverages):
+                    out[k, block] = conformal_quantile(recent[:, k], c)[None]
+        return out
+
+
+def _rolling_window(preds: Predictions, rolling: bool) -> int | None:
+    """Rolling calibration: as many windows per series as the validation part has."""
+    series = np.asarray(preds.series_index)
+    return int(np.bincount(series).max()) if rolling and len(series) else None
+
+
+@dataclass(frozen=True)
+class ConformalIntervals(_Calibration):
+    """Split-conformal intervals around a point forecast (see `_Calibration` for
+    `window`).
+
+    Args:
+        method: 'absolute' (scores |residual|) or 'scaled' (|residual| / window scale).
+    """
+
+    method: str = "scaled"
+
+    @property
     def levels(self) -> tuple[float, ...]:
         """Quantile levels of `quantiles`' last axis."""
         return quantile_levels(self.coverages)
-
-    @property
-    def radius(self) -> np.ndarray:
-        """[K, H, targets] static half-width per level, from the validation windows
-        (in units of the window scale for 'scaled')."""
-        return np.stack([conformal_quantile(self.scores, c) for c in self.coverages])
 
     @classmethod
     def calibrate(
@@ -150,18 +190,18 @@ class ConformalIntervals:
             ds: those windows.
             coverages: the coverage levels wanted.
             method: 'absolute' (|residual|) or 'scaled' (|residual| / window scale).
-            rolling: recalibrate as actuals arrive (see the class), over as many windows
-                per series as the validation part has.
+            rolling: recalibrate as actuals arrive, over as many windows per series as
+                the validation part has; False: the validation windows only.
         """
         if method not in METHODS:
             raise ValueError(f"unknown interval method {method!r}; expected one of {METHODS}")
         coverages = tuple(float(c) for c in coverages)
         for c in coverages:
             _check_coverage(c)
-        scores = _scores(preds, ds, method)
-        series = np.asarray(preds.series_index)
-        window = int(np.bincount(series).max()) if rolling and len(series) else None
-        return cls(coverages, method, scores, series, np.asarray(preds.origin), window)
+        scores = _scores(preds, ds, method, len(coverages))
+        window = _rolling_window(preds, rolling)
+        series, origin = np.asarray(preds.series_index), np.asarray(preds.origin)
+        return cls(coverages, scores, series, origin, window, method=method)
 
     def radii(self, preds: Predictions, ds: WindowDataset) -> np.ndarray:
         """[K, N, H, targets] half-width of every window's interval at each level.
@@ -171,26 +211,8 @@ class ConformalIntervals:
                 calibration).
             ds: the windows.
         """
-        k, n = len(self.coverages), len(preds.prediction)
-        scale = window_scale(ds) if self.method == "scaled" else np.ones((n, 1, 1))
-        if self.window is None:
-            return self.radius[:, None] * scale[None]  # [K, N, H, T]
-        out = np.empty((k, *preds.prediction.shape))
-        new = _scores(preds, ds, self.method)
-        h = preds.prediction.shape[1]
-        for s in np.unique(preds.series_index):
-            mine = np.flatnonzero(preds.series_index == s)
-            mine = mine[np.argsort(preds.origin[mine], kind="stable")]
-            old = self.series == s
-            pool = np.concatenate([self.scores[old], new[mine]])  # in time order
-            known = np.concatenate([self.origin[old], preds.origin[mine]]) + h  # last target
-            for b in range(0, len(mine), self.refresh or h):
-                block = mine[b : b + (self.refresh or h)]
-                end = int(np.searchsorted(known, preds.origin[block[0]], side="right"))
-                recent = pool[max(0, end - self.window) : end]
-                for i, c in enumerate(self.coverages):
-                    out[i, block] = conformal_quantile(recent, c)[None]
-        return out * scale[None]
+        r = self._radii(_scores(preds, ds, self.method, len(self.coverages)), preds)
+        return r * window_scale(ds)[None] if self.method == "scaled" else r
 
     def interval(
         self, preds: Predictions, ds: WindowDataset, coverage: float
@@ -220,57 +242,67 @@ class ConformalIntervals:
         return np.stack([by_level[q] for q in self.levels], axis=-1)
 
 
-def _scores(preds: Predictions, ds: WindowDataset, method: str) -> np.ndarray:
-    """[N, H, targets] nonconformity scores: |residual| (over the window scale)."""
+def _scores(preds: Predictions, ds: WindowDataset, method: str, k: int) -> np.ndarray:
+    """[N, K, H, targets] nonconformity scores: |residual| (over the window scale)."""
     scores = np.abs(preds.target.astype(np.float64) - preds.prediction)
-    return scores / window_scale(ds) if method == "scaled" else scores
+    scores = scores / window_scale(ds) if method == "scaled" else scores
+    return np.repeat(scores[:, None], k, axis=1)
 
 
 @dataclass(frozen=True)
-class QuantileCalibration:
-    """Conformalised quantile regression: a correction per central quantile pair.
+class QuantileCalibration(_Calibration):
+    """Conformalised quantile regression: each central quantile pair of a quantile model
+    is widened by a radius (negative: narrowed), static or rolling (see `_Calibration`).
 
     Args:
         levels: the model's quantile levels (ascending).
-        shift: [K, H, targets] amount each of the K central pairs is widened by.
-        n_windows: validation windows it was calibrated on.
     """
 
-    levels: tuple[float, ...]
-    shift: np.ndarray
-    n_windows: int
+    levels: tuple[float, ...] = ()
 
     @classmethod
-    def calibrate(cls, preds: Predictions, ds: WindowDataset | None = None) -> QuantileCalibration:
+    def calibrate(
+        cls, preds: Predictions, ds: WindowDataset | None = None, *, rolling: bool = True
+    ) -> QuantileCalibration:
         """Calibrate a quantile model's validation predictions (`preds.quantiles`).
 
         Args:
             preds: predictions with quantiles, of the validation windows.
             ds: those windows (unused; the same call as `ConformalIntervals.calibrate`).
+            rolling: recalibrate as actuals arrive (see `_Calibration`).
         """
         q, levels = _model_quantiles(preds)
-        y = preds.target.astype(np.float64)
-        shift = [
-            conformal_quantile(np.maximum(q[..., i] - y, y - q[..., j]), c)
-            for c, (i, j) in central_levels(levels).items()
-        ]
-        return cls(levels, np.stack(shift) if shift else np.zeros((0,) + y.shape[1:]), len(y))
+        pairs = central_levels(levels)
+        if not pairs:
+            raise ValueError(f"quantile levels {levels} hold no central pair (e.g. 0.1 and 0.9)")
+        series, origin = np.asarray(preds.series_index), np.asarray(preds.origin)
+        window = _rolling_window(preds, rolling)
+        return cls(tuple(pairs), _cqr_scores(preds), series, origin, window, levels=levels)
 
     def quantiles(self, preds: Predictions, ds: WindowDataset | None = None) -> np.ndarray:
         """[N, H, targets, Q] calibrated quantile forecasts at `levels`.
 
         Args:
-            preds: predictions with quantiles.
+            preds: predictions with quantiles (with actuals for rolling calibration).
             ds: unused (the same call as `ConformalIntervals.quantiles`).
         """
         q, levels = _model_quantiles(preds)
         if tuple(levels) != tuple(self.levels):
             raise ValueError(f"predictions have quantile levels {levels}, calibrated {self.levels}")
+        radii = self._radii(_cqr_scores(preds), preds)  # [K, N, H, T]
         q = q.copy()
         for k, (i, j) in enumerate(central_levels(levels).values()):
-            q[..., i] -= self.shift[k]
-            q[..., j] += self.shift[k]
+            q[..., i] -= radii[k]
+            q[..., j] += radii[k]
         return np.sort(q, axis=-1)  # a narrowed pair must not cross its neighbours
+
+
+def _cqr_scores(preds: Predictions) -> np.ndarray:
+    """[N, K, H, targets] CQR scores ``max(lower - y, y - upper)`` of each central pair."""
+    q, levels = _model_quantiles(preds)
+    y = preds.target.astype(np.float64)
+    pairs = central_levels(levels).values()
+    return np.stack([np.maximum(q[..., i] - y, y - q[..., j]) for i, j in pairs], axis=1)
 
 
 def _position(coverages: Sequence[float], coverage: float) -> int:
@@ -307,14 +339,15 @@ def calibrate(
         coverages: coverage levels of the conformal intervals (a quantile model's levels
             are those of its quantile pairs).
         method: conformal residuals 'absolute' or 'scaled' by each window's scale.
-        rolling: conformal: recalibrate as actuals arrive (see `ConformalIntervals`).
+        rolling: recalibrate as actuals arrive (see `_Calibration`); False: calibrate on
+            the validation windows only.
         val_preds: the model's predictions of `val`, if already made.
     """
     if val is None or len(val) == 0:
         raise ValueError("interval calibration needs validation windows; the data has none")
     preds = val_preds if val_preds is not None else predict_dataset(model, val)
     if preds.quantiles is not None:
-        return QuantileCalibration.calibrate(preds, val)
+        return QuantileCalibration.calibrate(preds, val, rolling=rolling)
     return ConformalIntervals.calibrate(
         preds, val, coverages=coverages, method=method, rolling=rolling
     )
