@@ -27,11 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from forecast.data.prepare import DataBundle
 from forecast.data.windows import WindowDataset
 from forecast.evaluate import Predictions, predict_dataset
-from forecast.metrics import central_levels
+from forecast.metrics import central_levels, probabilistic_metrics, probabilistic_per_horizon
 from forecast.models.base import Forecaster
 
 COVERAGE_LEVELS = (0.5, 0.8, 0.9)
@@ -363,3 +364,25 @@ def quantiles_to_original(q: np.ndarray, data: DataBundle, ds: WindowDataset) ->
         ds: the windows.
     """
     return np.stack([data.to_original(q[..., k], ds) for k in range(q.shape[-1])], axis=-1)
+
+
+def interval_scores(
+    model: Forecaster, data: DataBundle, test: Predictions, *, coverages=COVERAGE_LEVELS
+) -> tuple[dict[str, float | str], pd.DataFrame | None]:
+    """A fitted model's calibrated intervals scored on the test windows: a metrics dict
+    (`intervals`: 'cqr' or 'conformal', then `forecast.metrics.probabilistic_metrics`)
+    and the same per horizon step; empty and None when the data has no validation windows.
+
+    Args:
+        model: the fitted forecaster.
+        data: the prepared data (`val` calibrates, `test` is scored).
+        test: the model's predictions of `data.test`.
+        coverages: the conformal coverage levels.
+    """
+    if data.val is None or len(data.val) == 0:
+        return {}, None
+    cal = calibrate(model, data.val, coverages=coverages)
+    q = cal.quantiles(test, data.test)
+    kind = "cqr" if isinstance(cal, QuantileCalibration) else "conformal"
+    row = {"intervals": kind, **probabilistic_metrics(test.target, q, cal.levels)}
+    return row, probabilistic_per_horizon(test.target, q, cal.levels)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 SHOWN = [
     "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
-    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
+    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "coverage_80",
+    "width_80", "crps", "fit_seconds",
 ]  # fmt: skip
 """Leaderboard columns shown in reports and printed by the CLI."""
 
@@ -49,6 +50,9 @@ LABELS = {
     "rmse": "rmse (scaled)",
     "orig_mse": "mse (original units)",
     "orig_mae": "mae (original units)",
+    "coverage_80": "coverage 80%",
+    "width_80": "width 80% (scaled)",
+    "crps": "crps (scaled)",
 }
 """Headers of the shown columns that have units: errors are computed on the scaled
 (z-scored) values unless prefixed `orig_` (original units)."""
@@ -237,7 +241,8 @@ def horizon_table(
         index="model", columns="step", values=metric
     )
     unit = "original units" if metric.startswith("orig_") else "scaled"
-    wide.columns = [f"{metric.removeprefix('orig_')} ({unit}) step {c}" for c in wide.columns]
+    unit = "" if metric.startswith("coverage") else f" ({unit})"
+    wide.columns = [f"{metric.removeprefix('orig_')}{unit} step {c}" for c in wide.columns]
     return wide.reindex(board["model"]).reset_index()
 
 
@@ -306,6 +311,7 @@ def _blocks(run_dir: Path) -> list[Block]:
             "(run.predictions = 'csv' adds every window as predictions/<model>.csv).",
         ),
     ]
+    blocks += interval_blocks(board, pd.read_csv(run_dir / "per_horizon.csv"))
     training = training_table(run_dir)
     if training is not None:
         blocks += [("h2", "Training"), ("table", training), ("p", _training_note(training))]
@@ -323,6 +329,44 @@ def _blocks(run_dir: Path) -> list[Block]:
             ("img", "plots/backtest.png"),
         ]
     blocks += interpretation_blocks(run_dir)
+    return blocks
+
+
+INTERVAL_COLUMNS = [
+    "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
+    "pinball", "wql", "crps",
+]  # fmt: skip
+
+
+def interval_blocks(board: pd.DataFrame, per_horizon: pd.DataFrame) -> list[Block]:
+    """The report's section on calibrated intervals: coverage and width per level, the
+    quantile losses, and the 80 % coverage per forecast step (none without intervals).
+
+    Args:
+        board: the leaderboard.
+        per_horizon: per-step metrics (mean over seeds).
+    """
+    cols = [c for c in INTERVAL_COLUMNS if c in board]
+    if "coverage_80" not in cols:
+        return []
+    blocks: list[Block] = [
+        ("h2", "Prediction intervals"),
+        ("table", board[["model", *cols]]),
+        (
+            "p",
+            "Intervals calibrated on the validation windows and scored on every test "
+            "window: split-conformal intervals around the point forecast (residuals "
+            "scaled by each window's mean absolute input step, recalibrated as actuals "
+            "arrive: forecast.intervals), or conformalised quantile regression for a model "
+            "with a quantile head (blank levels: levels the head does not predict). "
+            "coverage: fraction of actuals inside; width: mean interval width (scaled); "
+            "pinball, wql (weighted quantile loss) and crps (2 x mean pinball over the "
+            "levels) on the quantiles the intervals make, with the point forecast as the "
+            "median.",
+        ),
+    ]
+    if "coverage_80" in per_horizon:
+        blocks.append(("table", horizon_table(per_horizon, board, metric="coverage_80")))
     return blocks
 
 

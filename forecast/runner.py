@@ -48,6 +48,7 @@ from forecast.evaluate import (
     predictions_frame,
     score,
 )
+from forecast.intervals import interval_scores
 from forecast.io import read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
@@ -226,11 +227,15 @@ class Runner:
         preds = predict_dataset(model, bundle.test)
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
+        probabilistic, by_step = interval_scores(model, bundle, preds)  # calibrated on val
+        if by_step is not None:
+            curve = curve.merge(by_step, on="step")
         row = {
             "model": name,
             "kind": get_entry(name).kind,
             "seed": seed,
             **result,
+            **probabilistic,
             "fit_seconds": fit_s,
             **training_facts(model),
         }
