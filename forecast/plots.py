@@ -25,6 +25,22 @@ def pick_origins(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(n // 5, n - 1, k).round().astype(int))
 
 
+def add_band(
+    ax, time: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, color=None, label=None
+) -> None:
+    """Shade a prediction interval on `ax` (for the test and forward forecast plots).
+
+    Args:
+        ax: a matplotlib Axes.
+        time: [H] x values.
+        lower: [H] lower bounds.
+        upper: [H] upper bounds.
+        color: the band's colour (the forecast line's, usually).
+        label: legend entry.
+    """
+    ax.fill_between(time, lower, upper, color=color, alpha=0.2, lw=0, label=label)
+
+
 def forecast_plot(
     predictions: dict[str, pd.DataFrame],
     target: str,
@@ -37,7 +53,8 @@ def forecast_plot(
 
     Args:
         predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`
-            (every window, or those of `origins` and the horizons before them).
+            (every window, or those of `origins` and the horizons before them); with
+            `lower` and `upper` columns, the interval is drawn as a band.
         target: which target column to draw.
         origins: the forecast origins (times) to draw; `n_origins` spread evenly over the
             test period when None.
@@ -72,8 +89,10 @@ def forecast_plot(
                 & (frame["origin_time"] == origin)
             ]
             ax.plot(sel["time"], sel["prediction"], color=f"C{i}", lw=1.5, label=name)
+            if {"lower", "upper"} <= set(sel.columns):
+                add_band(ax, sel["time"], sel["lower"], sel["upper"], color=f"C{i}")
             data.append(
-                sel[["time", "prediction"]]
+                sel[[c for c in ("time", "prediction", "lower", "upper") if c in sel]]
                 .rename(columns={"prediction": "actual"})
                 .assign(kind="forecast", model=name, origin_time=origin)
             )
