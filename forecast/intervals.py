@@ -366,12 +366,45 @@ def quantiles_to_original(q: np.ndarray, data: DataBundle, ds: WindowDataset) ->
     return np.stack([data.to_original(q[..., k], ds) for k in range(q.shape[-1])], axis=-1)
 
 
+@dataclass(frozen=True)
+class IntervalScores:
+    """A model's calibrated intervals on the test windows, scored.
+
+    Args:
+        metrics: `intervals` ('cqr' or 'conformal'), then
+            `forecast.metrics.probabilistic_metrics`.
+        per_step: the same per horizon step (column `step`, then metrics).
+        quantiles: [N, H, targets, Q] calibrated quantile forecasts (scaled space).
+        levels: their Q levels.
+    """
+
+    metrics: dict[str, float | str]
+    per_step: pd.DataFrame
+    quantiles: np.ndarray
+    levels: tuple[float, ...]
+
+    def band(self, coverage: float = 0.8) -> tuple[float, np.ndarray, np.ndarray]:
+        """(coverage, lower, upper) of the central interval at `coverage`, or the widest
+        one the levels hold when that one is not among them.
+
+        Args:
+            coverage: the wanted level.
+        """
+        pairs = central_levels(self.levels)
+        level = coverage if coverage in pairs else max(pairs)
+        i, j = pairs[level]
+        return level, self.quantiles[..., i], self.quantiles[..., j]
+
+
 def interval_scores(
-    model: Forecaster, data: DataBundle, test: Predictions, *, coverages=COVERAGE_LEVELS
-) -> tuple[dict[str, float | str], pd.DataFrame | None]:
-    """A fitted model's calibrated intervals scored on the test windows: a metrics dict
-    (`intervals`: 'cqr' or 'conformal', then `forecast.metrics.probabilistic_metrics`)
-    and the same per horizon step; empty and None when the data has no validation windows.
+    model: Forecaster,
+    data: DataBundle,
+    test: Predictions,
+    *,
+    coverages: Sequence[float] = COVERAGE_LEVELS,
+) -> IntervalScores | None:
+    """A fitted model's intervals calibrated on `data.val` and scored on the test
+    windows; None when the data has no validation windows.
 
     Args:
         model: the fitted forecaster.
@@ -380,9 +413,11 @@ def interval_scores(
         coverages: the conformal coverage levels.
     """
     if data.val is None or len(data.val) == 0:
-        return {}, None
+        return None
     cal = calibrate(model, data.val, coverages=coverages)
     q = cal.quantiles(test, data.test)
     kind = "cqr" if isinstance(cal, QuantileCalibration) else "conformal"
     row = {"intervals": kind, **probabilistic_metrics(test.target, q, cal.levels)}
-    return row, probabilistic_per_horizon(test.target, q, cal.levels)
+    return IntervalScores(
+        row, probabilistic_per_horizon(test.target, q, cal.levels), q, tuple(cal.levels)
+    )

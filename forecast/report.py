@@ -29,7 +29,7 @@ from forecast.plots import (
     history_plot,
     horizon_error_plot,
     leaderboard_plot,
-    pick_origins,
+    plot_windows,
 )
 from forecast.runs import RunFolder, atomic_write
 
@@ -145,7 +145,8 @@ def _write_plots(
     best = str(neural.iloc[0]) if len(neural) else str(board["model"].iloc[0])
     # The best neural model next to the best baseline (and repeat-last for scale).
     shown = [n for n in dict.fromkeys([best, base, "naive"]) if (n, cfg.run.seeds[0]) in preds]
-    fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
+    frames = _forecast_frames(bundle, preds, shown, cfg.run.seeds[0], folder)
+    fig, data = forecast_plot(*frames)
     folder.write_figure("plots/forecasts.png", fig, data)
     groups = {n: model_family(n) for n in board["model"]}
     fig = horizon_error_plot(horizon, groups=groups)
@@ -192,37 +193,54 @@ def _forecast_frames(
     preds: dict[tuple[str, int], np.ndarray],
     names: list[str],
     seed: int,
+    folder: RunFolder | None = None,
     n_origins: int = 3,
 ) -> tuple[dict[str, pd.DataFrame], str, np.ndarray]:
-    """Tidy frames (first target, first series) of the windows the forecast plot draws:
-    `n_origins` picked origins and the windows of the four horizons before each (their
-    targets are the actuals shown as context). Built from the arrays in memory, so the
-    plot does not depend on `run.predictions`.
+    """Tidy frames (first target, first series) of the windows the forecast plot draws
+    (`forecast.plots.plot_windows`). Built from the arrays in memory, so the plot does
+    not depend on `run.predictions`; with `folder`, each model's 80 % interval
+    (`results/<model>/seed<k>_band.npz`, written by the runner) adds `lower`/`upper`.
 
     Returns (model -> frame, the target, the picked origin times).
     """
     ds, lay = bundle.test, bundle.layout
     origin = ds.starts + lay.input_length - 1  # [N] global rows
-    own = np.flatnonzero(ds.series_index == ds.series_index[0])  # the first series
-    picked = pick_origins(len(own), n_origins)
-    rows = origin[own]
-    near = np.zeros(len(own), dtype=bool)
-    for j in picked:
-        near |= (rows >= rows[j] - 4 * lay.horizon) & (rows <= rows[j])
-    windows = own[near]
+    windows, picked = plot_windows(origin, ds.series_index, lay.horizon, n_origins)
     sub = ds.subset(windows)
     target = np.concatenate([b["future_target"].numpy() for b in sub.iter_batches(4096)])
     first = lay.targets[0]
-    frames = {
-        n: predictions_frame(
+    frames = {}
+    for n in names:
+        frame = predictions_frame(
             Predictions(preds[n, seed][windows], target, sub.series_index, origin[windows]),
             bundle,
             sub,
             targets=[first],
         )
-        for n in names
-    }
-    return frames, first, bundle.frame.timestamps[origin[own[picked]]]
+        band = _band(folder, n, seed, windows) if folder is not None else None
+        if band is not None:  # [n_windows, H, targets] each, scaled
+            lower, upper = (bundle.to_original(b, sub)[..., 0].reshape(-1) for b in band)
+            frame = frame.assign(lower=lower, upper=upper)
+        frames[n] = frame
+    return frames, first, bundle.frame.timestamps[origin[picked]]
+
+
+def _band(
+    folder: RunFolder, name: str, seed: int, windows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pair's stored 80 % interval for the plot's windows; None when absent or stored
+    for other windows."""
+    path = folder.file(f"results/{name}/seed{seed}_band.npz")
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if not np.array_equal(z["window"], windows):
+                return None
+            return z["lower"], z["upper"]
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("%s is unreadable (%s): forecasts drawn without a band", path, err)
+        return None
 
 
 def horizon_table(

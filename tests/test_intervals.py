@@ -155,7 +155,7 @@ def test_forecast_plot_draws_a_band():
 
 def test_runner_scores_intervals_and_resume_keeps_them(tmp_path):
     data = DataConfig(synthetic_rows=1200, input_length=48, horizon=12)
-    run_cfg = RunConfig(output_dir=str(tmp_path), name="r", progress=False, threads=1, plots=False)
+    run_cfg = RunConfig(output_dir=str(tmp_path), name="r", progress=False, threads=1, plots=True)
     cfg = ExperimentConfig(models=["naive", "linear"], data=data, run=run_cfg)
     result = run(cfg)
     board = pd.read_csv(result.run_dir / "leaderboard.csv")
@@ -165,6 +165,10 @@ def test_runner_scores_intervals_and_resume_keeps_them(tmp_path):
     horizon = pd.read_csv(result.run_dir / "per_horizon.csv")
     assert horizon["coverage_80"].notna().all()
     assert "Prediction intervals" in (result.run_dir / "report.md").read_text()
+    plotted = pd.read_csv(result.run_dir / "plots/forecasts.csv")
+    bands = plotted.dropna(subset=["lower", "upper"])  # every forecast drawn with its band
+    assert len(bands) == (plotted["kind"] == "forecast").sum() > 0
+    assert (bands["lower"] <= bands["value"]).all() and (bands["value"] <= bands["upper"]).all()
     again = pd.read_csv(resume(result.run_dir).run_dir / "leaderboard.csv")
     pd.testing.assert_frame_equal(board, again)
 
