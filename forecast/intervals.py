@@ -102,7 +102,8 @@ class _Calibration:
     series whose targets were all observed by the block's first origin: the validation
     windows, then the evaluated windows themselves as their actuals arrive. Nothing after
     a forecast origin is used; it follows a drifting error level that a calibration on
-    the validation windows alone misses.
+    the validation windows alone misses. Where a series has too few known windows for a
+    level, the static radius pooled over every series' validation windows stands in.
 
     Args:
         coverages: the K calibrated coverage levels.
@@ -135,6 +136,7 @@ class _Calibration:
                 self.radius[:, None], (len(self.coverages), *new.shape[:1], *new.shape[2:])
             )
         out = np.empty((len(self.coverages), len(new), *new.shape[2:]))
+        pooled = self.radius  # [K, H, T]: where a series has too few known windows
         h = new.shape[2]
         step = self.refresh or h
         for s in np.unique(preds.series_index):
@@ -148,7 +150,8 @@ class _Calibration:
                 end = int(np.searchsorted(known, preds.origin[block[0]], side="right"))
                 recent = pool[max(0, end - self.window) : end]
                 for k, c in enumerate(self.coverages):
-                    out[k, block] = conformal_quantile(recent[:, k], c)[None]
+                    r = conformal_quantile(recent[:, k], c)
+                    out[k, block] = np.where(np.isfinite(r), r, pooled[k])[None]
         return out
 
 

@@ -12,7 +12,7 @@ from forecast.checkpoint import load_checkpoint
 from forecast.config import DataConfig, ExperimentConfig, RunConfig
 from forecast.data.frame import ColumnRoles
 from forecast.data.prepare import prepare_data
-from forecast.data.synthetic import make_driver_dataset
+from forecast.data.synthetic import make_driver_dataset, make_panel_dataset
 from forecast.evaluate import Predictions, predict_dataset
 from forecast.experiment import resume, run
 from forecast.intervals import (
@@ -180,3 +180,28 @@ def test_conformal_80_covers_etth1_track_u(etth1_path, one_thread):
     for name in ("naive", "linear"):
         model = create_model(name, data.layout).fit(data.train, data.val)
         assert 0.77 <= _coverage(model, data) <= 0.83, name
+
+
+def test_rolling_calibration_is_per_series_on_a_panel(one_thread):
+    frame, _ = make_panel_dataset(3, [1200, 900, 1500], seed=0)
+    covariates = tuple(c for c in frame.columns if c.startswith("x"))
+    roles = ColumnRoles(("target",), covariates, series_id="series_id", time_column="date")
+    data = prepare_data(frame, roles, input_length=36, horizon=12)
+    for name in ("naive", "linear"):
+        model = create_model(name, data.layout).fit(data.train, data.val)
+        assert 0.77 <= _coverage(model, data) <= 0.83, name
+
+
+def test_a_series_with_too_few_known_windows_gets_the_pooled_radius(synthetic):
+    """Rolling calibration of a series with 3 validation windows: a 90 % radius needs 9,
+    so its first block uses the radius pooled over every series instead of infinity."""
+    rng = np.random.default_rng(2)
+    val, test = synthetic.val, synthetic.test
+    y = rng.standard_normal((len(val), 12, 1))
+    series = np.r_[np.zeros(len(val) - 3, int), np.ones(3, int)]
+    origin = val.starts + 35
+    cal_preds = Predictions(np.zeros_like(y), y, series, origin)
+    cal = ConformalIntervals.calibrate(cal_preds, val, coverages=(0.9,), method="absolute")
+    new = Predictions(np.zeros((4, 12, 1)), np.ones((4, 12, 1)), np.ones(4, int), origin[-4:] + 100)
+    radii = cal.radii(new, test.subset(np.arange(4)))
+    np.testing.assert_array_equal(radii[0], np.broadcast_to(cal.radius[0], (4, 12, 1)))
