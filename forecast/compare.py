@@ -185,6 +185,8 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
     one = board["n_seeds"] == 1  # no spread to report: blank, not 0
     board["mse_std"] = std["mse"].mask(one)
     board["mae_std"] = std["mae"].mask(one)
+    if "intervals" in per_seed:  # how the intervals were made: 'conformal' or 'cqr'
+        board["intervals"] = grouped["intervals"].first()
     board = board.reset_index()
     if "naive" in set(board["model"]):
         naive = float(board.loc[board["model"] == "naive", "mse"].iloc[0])

@@ -351,7 +351,7 @@ def _blocks(run_dir: Path) -> list[Block]:
 
 
 INTERVAL_COLUMNS = [
-    "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
+    "intervals", "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
     "pinball", "wql", "crps",
 ]  # fmt: skip
 

@@ -5,8 +5,9 @@ network's `forward(batch, teacher_forcing=0.0, generator=None)` returns a
 `ForecastOutput`. Everything else lives here: seeding, batching, the optimiser and its
 learning-rate schedule, the teacher-forcing schedule, gradient clipping, early stopping
 with best-weights restore, the per-epoch history, devices and checkpoints. The loss is
-the MSE on the scaled space; validation is always free-running (teacher_forcing=0), the
-same way the model is used at test time.
+the MSE on the scaled space (the pinball loss for a network wrapped in a `QuantileHead`,
+`TrainConfig.quantiles`); validation is always free-running (teacher_forcing=0), the same
+way the model is used at test time.
 """
 
 from __future__ import annotations
@@ -458,7 +459,8 @@ class TorchForecaster(Forecaster):
         return total / count
 
     def evaluate_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
-        """Free-running MSE over every window of `ds`, in eval mode.
+        """Free-running loss (`loss`: MSE, or pinball with quantiles) over every window
+        of `ds`, in eval mode.
 
         Args:
             ds: windows to score.
