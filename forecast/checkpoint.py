@@ -265,7 +265,7 @@ def _restore_torch(model: Any, payload: dict[str, Any], device: str | None, path
         model.device = resolve_device(device or model.config.device)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}; pass device= (--device) to load it here") from None
-    model.network = model.build_network()
+    model.network = model.make_network()
     try:
         model.network.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError) as err:  # weights of another shape, a missing tensor

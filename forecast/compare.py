@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 KERNELS = ("uniform", "bartlett")
-METRIC_COLUMNS = ["mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae", "fit_seconds"]
+METRIC_COLUMNS = [
+    "mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae",
+    "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
+    "pinball", "wql", "crps", "fit_seconds",
+]  # fmt: skip
+"""Per-seed columns the leaderboard averages (those present): point metrics, then the
+calibrated intervals' coverage and mean width (scaled) and the quantile losses."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,8 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
     one = board["n_seeds"] == 1  # no spread to report: blank, not 0
     board["mse_std"] = std["mse"].mask(one)
     board["mae_std"] = std["mae"].mask(one)
+    if "intervals" in per_seed:  # how the intervals were made: 'conformal' or 'cqr'
+        board["intervals"] = grouped["intervals"].first()
     board = board.reset_index()
     if "naive" in set(board["model"]):
         naive = float(board.loc[board["model"] == "naive", "mse"].iloc[0])

@@ -26,6 +26,8 @@ class Predictions:
         origin: [N] global row of each window's last input step.
         temporal_attention: [N, H, L] when kept and the model returns it.
         feature_attention: [N, L, F] when kept and the model returns it.
+        quantiles: [N, H, targets, Q] when the model has a quantile head.
+        quantile_levels: the Q levels of `quantiles`, ascending.
     """
 
     prediction: np.ndarray
@@ -34,6 +36,8 @@ class Predictions:
     origin: np.ndarray
     temporal_attention: np.ndarray | None = None
     feature_attention: np.ndarray | None = None
+    quantiles: np.ndarray | None = None
+    quantile_levels: tuple[float, ...] | None = None
 
 
 def predict_dataset(
@@ -51,12 +55,14 @@ def predict_dataset(
     """
     limit = model.max_batch(keep_attention)
     batch_size = batch_size if limit is None else min(batch_size, limit)
-    preds, targets, temporal, feature = [], [], [], []
+    preds, targets, temporal, feature, quantiles = [], [], [], [], []
     with torch.no_grad():
         for batch in ds.iter_batches(batch_size):
             out = model.predict_batch(batch, attention=keep_attention)
             preds.append(out.prediction.detach().float().cpu().numpy())
             targets.append(batch["future_target"].numpy())
+            if out.quantiles is not None:
+                quantiles.append(out.quantiles.detach().float().cpu().numpy())
             if keep_attention and out.temporal_attention is not None:
                 temporal.append(out.temporal_attention.detach().float().cpu().numpy())
             if keep_attention and out.feature_attention is not None:
@@ -68,6 +74,8 @@ def predict_dataset(
         origin=ds.origin_rows(),
         temporal_attention=np.concatenate(temporal) if temporal else None,
         feature_attention=np.concatenate(feature) if feature else None,
+        quantiles=np.concatenate(quantiles) if quantiles else None,
+        quantile_levels=getattr(model.config, "quantiles", None) if quantiles else None,
     )
 
 

@@ -270,3 +270,181 @@ def per_horizon_table(
         kw = {"scale": mase_scale} if name == "mase" else {}
         table[name] = per_horizon(name, t, p, **kw)
     return pd.DataFrame(table)
+
+
+# ------------------------------------------------------------ probabilistic forecasts
+# Quantile forecasts are [N, H, C, Q] (one value per quantile level, levels ascending);
+# intervals are a lower and an upper bound, each [N, H, C].
+
+
+def _quantile_pair(
+    y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observed values [N, H, C], quantile forecasts [N, H, C, Q] and levels [Q], checked."""
+    q = np.asarray(q_pred, dtype=float)
+    lv = np.asarray(levels, dtype=float)
+    if q.ndim != 4 or q.shape[-1] != len(lv):
+        raise ValueError(
+            f"quantile forecasts must have shape [N, H, C, Q] with Q = {len(lv)} levels, "
+            f"got {q.shape}"
+        )
+    if not ((lv > 0) & (lv < 1)).all():
+        raise ValueError(f"quantile levels must lie in (0, 1), got {lv.tolist()}")
+    t, _ = _pair(y_true, q[..., 0])
+    _check_finite("q_pred", q)
+    return t, q, lv
+
+
+def pinball_loss(y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]) -> float:
+    """Pinball (quantile) loss averaged over points and levels:
+    ``max(tau * (y - q), (tau - 1) * (y - q))``. At ``tau = 0.5`` it is half the MAE.
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        q_pred: Quantile forecasts, [N, H, C, Q].
+        levels: The Q quantile levels, in (0, 1).
+
+    >>> pinball_loss([[[1.0]]], [[[[0.0, 2.0]]]], levels=[0.5, 0.9])
+    0.3
+    """
+    t, q, lv = _quantile_pair(y_true, q_pred, levels)
+    diff = t[..., None] - q  # [N, H, C, Q]
+    return float(np.mean(np.maximum(lv * diff, (lv - 1.0) * diff)))
+
+
+def weighted_quantile_loss(
+    y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]
+) -> float:
+    """Weighted quantile loss (GluonTS ``mean_wQuantileLoss``): per level
+    ``2 * sum(pinball) / sum(|y|)``, averaged over levels. Scale-free for positive data;
+    on z-scored data the denominator can be small, so read it with care.
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        q_pred: Quantile forecasts, [N, H, C, Q].
+        levels: The Q quantile levels.
+
+    >>> weighted_quantile_loss([[[2.0]]], [[[[1.0]]]], levels=[0.5])
+    0.5
+    """
+    t, q, lv = _quantile_pair(y_true, q_pred, levels)
+    diff = t[..., None] - q
+    loss = np.maximum(lv * diff, (lv - 1.0) * diff)  # [N, H, C, Q]
+    denom = float(np.abs(t).sum())
+    if denom == 0:
+        return float("nan")
+    return float(np.mean(2.0 * loss.reshape(-1, len(lv)).sum(axis=0) / denom))
+
+
+def crps_from_quantiles(
+    y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]
+) -> float:
+    """CRPS approximated from a set of quantiles: ``2 * mean over levels of the pinball
+    loss`` (the CRPS is twice the pinball loss integrated over levels in (0, 1)); the
+    more levels, evenly spread, the closer to the true CRPS. Equals the MAE for the
+    single level 0.5.
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        q_pred: Quantile forecasts, [N, H, C, Q].
+        levels: The Q quantile levels.
+
+    >>> crps_from_quantiles([[[1.0]]], [[[[0.0]]]], levels=[0.5])
+    1.0
+    """
+    return 2.0 * pinball_loss(y_true, q_pred, levels)
+
+
+def coverage(y_true: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike) -> float:
+    """Fraction of observed values inside ``[lower, upper]`` (bounds included).
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        lower: Lower bounds, same shape.
+        upper: Upper bounds, same shape.
+
+    >>> coverage([[[1.0], [3.0]]], [[[0.0], [0.0]]], [[[2.0], [2.0]]])
+    0.5
+    """
+    t, lo = _pair(y_true, lower)
+    _, hi = _pair(y_true, upper)
+    return float(np.mean((t >= lo) & (t <= hi)))
+
+
+def interval_width(lower: npt.ArrayLike, upper: npt.ArrayLike) -> float:
+    """Mean width ``upper - lower`` of a set of intervals.
+
+    Args:
+        lower: Lower bounds, [N, H, C].
+        upper: Upper bounds, same shape.
+
+    >>> interval_width([[[0.0], [1.0]]], [[[2.0], [2.0]]])
+    1.5
+    """
+    lo, hi = _pair(lower, upper)
+    return float(np.mean(hi - lo))
+
+
+def central_levels(quantile_levels: Sequence[float]) -> dict[float, tuple[int, int]]:
+    """Coverage level -> (lower, upper) positions of the symmetric quantile pairs in
+    ``quantile_levels`` (0.1 and 0.9 make the 0.8 interval).
+
+    Args:
+        quantile_levels: ascending quantile levels.
+
+    >>> central_levels([0.1, 0.5, 0.9])
+    {0.8: (0, 2)}
+    """
+    lv = [float(x) for x in quantile_levels]
+    out = {}
+    for i, lo in enumerate(lv):
+        for j in range(len(lv) - 1, i, -1):
+            if abs(lo + lv[j] - 1.0) < 1e-9 and lo < 0.5:
+                out[round(lv[j] - lo, 6)] = (i, j)
+    return dict(sorted(out.items()))
+
+
+def level_name(level: float) -> str:
+    """Column suffix of a coverage level: 0.8 -> '80', 0.95 -> '95', 0.975 -> '97.5'.
+
+    >>> level_name(0.8)
+    '80'
+    """
+    return f"{100 * level:.6g}"
+
+
+def probabilistic_metrics(
+    y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]
+) -> dict[str, float]:
+    """Coverage and mean width of every central interval the quantiles hold
+    (``coverage_80``, ``width_80``, ...), pinball loss, weighted quantile loss and CRPS.
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        q_pred: Quantile forecasts, [N, H, C, Q].
+        levels: The Q quantile levels, ascending.
+    """
+    t, q, lv = _quantile_pair(y_true, q_pred, levels)
+    out = {}
+    for level, (i, j) in central_levels(lv).items():
+        out[f"coverage_{level_name(level)}"] = coverage(t, q[..., i], q[..., j])
+        out[f"width_{level_name(level)}"] = interval_width(q[..., i], q[..., j])
+    out["pinball"] = pinball_loss(t, q, lv)
+    out["wql"] = weighted_quantile_loss(t, q, lv)
+    out["crps"] = crps_from_quantiles(t, q, lv)
+    return out
+
+
+def probabilistic_per_horizon(
+    y_true: npt.ArrayLike, q_pred: npt.ArrayLike, levels: Sequence[float]
+) -> pd.DataFrame:
+    """`probabilistic_metrics` at each horizon step: columns ``step`` (1..H), then metrics.
+
+    Args:
+        y_true: Observed values, [N, H, C].
+        q_pred: Quantile forecasts, [N, H, C, Q].
+        levels: The Q quantile levels, ascending.
+    """
+    t, q, lv = _quantile_pair(y_true, q_pred, levels)
+    rows = [probabilistic_metrics(t[:, h : h + 1], q[:, h : h + 1], lv) for h in range(t.shape[1])]
+    return pd.DataFrame(rows).assign(step=np.arange(1, t.shape[1] + 1))[["step", *rows[0].keys()]]

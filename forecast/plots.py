@@ -25,6 +25,45 @@ def pick_origins(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(n // 5, n - 1, k).round().astype(int))
 
 
+def plot_windows(
+    origin: np.ndarray, series_index: np.ndarray, horizon: int, n_origins: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """The windows the test forecast plot draws: `n_origins` picked origins of the first
+    series (`pick_origins`) and the windows of the four horizons before each (their
+    targets are the actuals shown as context).
+
+    Args:
+        origin: [N] origin row of every test window.
+        series_index: [N] series of every test window.
+        horizon: the forecast horizon H.
+        n_origins: how many origins.
+
+    Returns (window indices, the picked windows' indices), both ascending.
+    """
+    own = np.flatnonzero(series_index == series_index[0])  # the first series
+    picked = own[pick_origins(len(own), n_origins)]
+    near = np.zeros(len(own), dtype=bool)
+    for j in picked:
+        near |= (origin[own] >= origin[j] - 4 * horizon) & (origin[own] <= origin[j])
+    return own[near], picked
+
+
+def add_band(
+    ax, time: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, color=None, label=None
+) -> None:
+    """Shade a prediction interval on `ax` (for the test and forward forecast plots).
+
+    Args:
+        ax: a matplotlib Axes.
+        time: [H] x values.
+        lower: [H] lower bounds.
+        upper: [H] upper bounds.
+        color: the band's colour (the forecast line's, usually).
+        label: legend entry.
+    """
+    ax.fill_between(time, lower, upper, color=color, alpha=0.2, lw=0, label=label)
+
+
 def forecast_plot(
     predictions: dict[str, pd.DataFrame],
     target: str,
@@ -37,7 +76,8 @@ def forecast_plot(
 
     Args:
         predictions: model name -> tidy frame from `forecast.evaluate.predictions_frame`
-            (every window, or those of `origins` and the horizons before them).
+            (every window, or those of `origins` and the horizons before them); with
+            `lower` and `upper` columns, the interval is drawn as a band.
         target: which target column to draw.
         origins: the forecast origins (times) to draw; `n_origins` spread evenly over the
             test period when None.
@@ -57,7 +97,7 @@ def forecast_plot(
     horizon = int(rows["step"].max())
     fig = Figure(figsize=(11, 2.6 * len(picked)))
     axes = np.atleast_1d(fig.subplots(len(picked), 1))
-    data = []
+    data, banded = [], False
     for ax, origin in zip(axes, picked):
         # Context: three horizons of history before the origin, then the horizon itself.
         times = actual["time"].to_numpy()
@@ -72,8 +112,11 @@ def forecast_plot(
                 & (frame["origin_time"] == origin)
             ]
             ax.plot(sel["time"], sel["prediction"], color=f"C{i}", lw=1.5, label=name)
+            if {"lower", "upper"} <= set(sel.columns):
+                add_band(ax, sel["time"], sel["lower"], sel["upper"], color=f"C{i}")
+                banded = True
             data.append(
-                sel[["time", "prediction"]]
+                sel[[c for c in ("time", "prediction", "lower", "upper") if c in sel]]
                 .rename(columns={"prediction": "actual"})
                 .assign(kind="forecast", model=name, origin_time=origin)
             )
@@ -82,7 +125,8 @@ def forecast_plot(
         ax.set_title(f"origin {pd.Timestamp(origin)}", fontsize=9)
         ax.legend(loc="upper left", fontsize=8, ncols=3)
     where = f" (series {series})" if series else ""
-    fig.suptitle(f"Test forecasts vs actuals for {target}{where}, original units")
+    band = "; shaded: calibrated prediction interval" if banded else ""
+    fig.suptitle(f"Test forecasts vs actuals for {target}{where}, original units{band}")
     axes[-1].set_xlabel("time (dotted line: forecast origin)")
     for ax in axes:  # fig.autofmt_xdate() would hide the dates of all but the last panel
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)

@@ -29,7 +29,7 @@ from forecast.plots import (
     history_plot,
     horizon_error_plot,
     leaderboard_plot,
-    pick_origins,
+    plot_windows,
 )
 from forecast.runs import RunFolder, atomic_write
 
@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 SHOWN = [
     "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
-    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds",
+    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "coverage_80",
+    "width_80", "crps", "fit_seconds",
 ]  # fmt: skip
 """Leaderboard columns shown in reports and printed by the CLI."""
 
@@ -49,6 +50,9 @@ LABELS = {
     "rmse": "rmse (scaled)",
     "orig_mse": "mse (original units)",
     "orig_mae": "mae (original units)",
+    "coverage_80": "coverage 80%",
+    "width_80": "width 80% (scaled)",
+    "crps": "crps (scaled)",
 }
 """Headers of the shown columns that have units: errors are computed on the scaled
 (z-scored) values unless prefixed `orig_` (original units)."""
@@ -141,7 +145,8 @@ def _write_plots(
     best = str(neural.iloc[0]) if len(neural) else str(board["model"].iloc[0])
     # The best neural model next to the best baseline (and repeat-last for scale).
     shown = [n for n in dict.fromkeys([best, base, "naive"]) if (n, cfg.run.seeds[0]) in preds]
-    fig, data = forecast_plot(*_forecast_frames(bundle, preds, shown, cfg.run.seeds[0]))
+    frames = _forecast_frames(bundle, preds, shown, cfg.run.seeds[0], folder)
+    fig, data = forecast_plot(*frames)
     folder.write_figure("plots/forecasts.png", fig, data)
     groups = {n: model_family(n) for n in board["model"]}
     fig = horizon_error_plot(horizon, groups=groups)
@@ -188,37 +193,54 @@ def _forecast_frames(
     preds: dict[tuple[str, int], np.ndarray],
     names: list[str],
     seed: int,
+    folder: RunFolder | None = None,
     n_origins: int = 3,
 ) -> tuple[dict[str, pd.DataFrame], str, np.ndarray]:
-    """Tidy frames (first target, first series) of the windows the forecast plot draws:
-    `n_origins` picked origins and the windows of the four horizons before each (their
-    targets are the actuals shown as context). Built from the arrays in memory, so the
-    plot does not depend on `run.predictions`.
+    """Tidy frames (first target, first series) of the windows the forecast plot draws
+    (`forecast.plots.plot_windows`). Built from the arrays in memory, so the plot does
+    not depend on `run.predictions`; with `folder`, each model's 80 % interval
+    (`results/<model>/seed<k>_band.npz`, written by the runner) adds `lower`/`upper`.
 
     Returns (model -> frame, the target, the picked origin times).
     """
     ds, lay = bundle.test, bundle.layout
     origin = ds.origin_rows()  # [N] global rows
-    own = np.flatnonzero(ds.series_index == ds.series_index[0])  # the first series
-    picked = pick_origins(len(own), n_origins)
-    rows = origin[own]
-    near = np.zeros(len(own), dtype=bool)
-    for j in picked:
-        near |= (rows >= rows[j] - 4 * lay.horizon) & (rows <= rows[j])
-    windows = own[near]
+    windows, picked = plot_windows(origin, ds.series_index, lay.horizon, n_origins)
     sub = ds.subset(windows)
     target = np.concatenate([b["future_target"].numpy() for b in sub.iter_batches(4096)])
     first = lay.targets[0]
-    frames = {
-        n: predictions_frame(
+    frames = {}
+    for n in names:
+        frame = predictions_frame(
             Predictions(preds[n, seed][windows], target, sub.series_index, origin[windows]),
             bundle,
             sub,
             targets=[first],
         )
-        for n in names
-    }
-    return frames, first, bundle.frame.timestamps[origin[own[picked]]]
+        band = _band(folder, n, seed, windows) if folder is not None else None
+        if band is not None:  # [n_windows, H, targets] each, scaled
+            lower, upper = (bundle.to_original(b, sub)[..., 0].reshape(-1) for b in band)
+            frame = frame.assign(lower=lower, upper=upper)
+        frames[n] = frame
+    return frames, first, bundle.frame.timestamps[origin[picked]]
+
+
+def _band(
+    folder: RunFolder, name: str, seed: int, windows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A pair's stored 80 % interval for the plot's windows; None when absent or stored
+    for other windows."""
+    path = folder.file(f"results/{name}/seed{seed}_band.npz")
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if not np.array_equal(z["window"], windows):
+                return None
+            return z["lower"], z["upper"]
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("%s is unreadable (%s): forecasts drawn without a band", path, err)
+        return None
 
 
 def horizon_table(
@@ -237,7 +259,8 @@ def horizon_table(
         index="model", columns="step", values=metric
     )
     unit = "original units" if metric.startswith("orig_") else "scaled"
-    wide.columns = [f"{metric.removeprefix('orig_')} ({unit}) step {c}" for c in wide.columns]
+    unit = "" if metric.startswith("coverage") else f" ({unit})"
+    wide.columns = [f"{metric.removeprefix('orig_')}{unit} step {c}" for c in wide.columns]
     return wide.reindex(board["model"]).reset_index()
 
 
@@ -306,6 +329,7 @@ def _blocks(run_dir: Path) -> list[Block]:
             "(run.predictions = 'csv' adds every window as predictions/<model>.csv).",
         ),
     ]
+    blocks += interval_blocks(board, pd.read_csv(run_dir / "per_horizon.csv"))
     training = training_table(run_dir)
     if training is not None:
         blocks += [("h2", "Training"), ("table", training), ("p", _training_note(training))]
@@ -323,6 +347,44 @@ def _blocks(run_dir: Path) -> list[Block]:
             ("img", "plots/backtest.png"),
         ]
     blocks += interpretation_blocks(run_dir)
+    return blocks
+
+
+INTERVAL_COLUMNS = [
+    "intervals", "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
+    "pinball", "wql", "crps",
+]  # fmt: skip
+
+
+def interval_blocks(board: pd.DataFrame, per_horizon: pd.DataFrame) -> list[Block]:
+    """The report's section on calibrated intervals: coverage and width per level, the
+    quantile losses, and the 80 % coverage per forecast step (none without intervals).
+
+    Args:
+        board: the leaderboard.
+        per_horizon: per-step metrics (mean over seeds).
+    """
+    cols = [c for c in INTERVAL_COLUMNS if c in board]
+    if "coverage_80" not in cols:
+        return []
+    blocks: list[Block] = [
+        ("h2", "Prediction intervals"),
+        ("table", board[["model", *cols]]),
+        (
+            "p",
+            "Intervals calibrated on the validation windows and scored on every test "
+            "window: split-conformal intervals around the point forecast (residuals "
+            "scaled by each window's mean absolute input step, recalibrated as actuals "
+            "arrive: forecast.intervals), or conformalised quantile regression for a model "
+            "with a quantile head (blank levels: levels the head does not predict). "
+            "coverage: fraction of actuals inside; width: mean interval width (scaled); "
+            "pinball, wql (weighted quantile loss) and crps (2 x mean pinball over the "
+            "levels) on the quantiles the intervals make, with the point forecast as the "
+            "median.",
+        ),
+    ]
+    if "coverage_80" in per_horizon:
+        blocks.append(("table", horizon_table(per_horizon, board, metric="coverage_80")))
     return blocks
 
 

@@ -50,10 +50,12 @@ from forecast.evaluate import (
     predictions_frame,
     score,
 )
+from forecast.intervals import IntervalScores, interval_scores
 from forecast.io import read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
 from forecast.pipeline import Pipeline, artifact_path
+from forecast.plots import plot_windows
 from forecast.runs import RunFolder, environment_manifest
 
 log = logging.getLogger(__name__)
@@ -227,11 +229,15 @@ class Runner:
         preds = predict_dataset(model, bundle.test)
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
+        intervals = interval_scores(model, bundle, preds)  # calibrated on val
+        if intervals is not None:
+            curve = curve.merge(intervals.per_step, on="step")
         row = {
             "model": name,
             "kind": get_entry(name).kind,
             "seed": seed,
             **result,
+            **(intervals.metrics if intervals is not None else {}),
             "fit_seconds": fit_s,
             **training_facts(model),
         }
@@ -247,6 +253,8 @@ class Runner:
                 name, seed, row["epochs_run"],
             )  # fmt: skip
         self.folder.write_npz(f"{stem}.npz", **prediction_arrays(preds, bundle, bundle.test))
+        if intervals is not None and first:  # the report's forecast plot draws the first seed
+            self._write_band(stem, preds, intervals)
         if first:
             self.models[name] = model
             self._write_predictions(name, preds)
@@ -274,6 +282,19 @@ class Runner:
             options=prepare_options(self.cfg.data),
             columns=[str(c) for c in self.df.columns],
             config=_stored_config(self.cfg, self.names),
+        )
+
+    def _write_band(self, stem: str, preds: Predictions, intervals: IntervalScores) -> None:
+        """`<stem>_band.npz`: the 80 % interval of the windows the report's forecast plot
+        draws (`forecast.plots.plot_windows`), scaled float32."""
+        windows, _ = plot_windows(preds.origin, preds.series_index, self.bundle.layout.horizon)
+        level, lower, upper = intervals.band(0.8)
+        self.folder.write_npz(
+            f"{stem}_band.npz",
+            window=windows,
+            coverage=np.float64(level),
+            lower=lower[windows].astype(np.float32),
+            upper=upper[windows].astype(np.float32),
         )
 
     def _read_pair(self, done: Path, arrays: Path) -> tuple[dict, np.ndarray] | None:

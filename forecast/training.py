@@ -5,12 +5,14 @@ network's `forward(batch, teacher_forcing=0.0, generator=None)` returns a
 `ForecastOutput`. Everything else lives here: seeding, batching, the optimiser and its
 learning-rate schedule, the teacher-forcing schedule, gradient clipping, early stopping
 with best-weights restore, the per-epoch history, devices and checkpoints. The loss is
-the MSE on the scaled space; validation is always free-running (teacher_forcing=0), the
-same way the model is used at test time.
+the MSE on the scaled space (the pinball loss for a network wrapped in a `QuantileHead`,
+`TrainConfig.quantiles`); validation is always free-running (teacher_forcing=0), the same
+way the model is used at test time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import math
@@ -93,6 +95,9 @@ class TrainConfig(ModelConfig):
         progress: show a tqdm bar.
         max_train_windows: train each epoch on a random subset of this many windows.
         max_val_windows: validate on this many evenly spaced windows.
+        quantiles: quantile levels, e.g. (0.1, 0.5, 0.9), to add a quantile head (see
+            `QuantileHead`) trained with the pinball loss, whose 0.5 level is the point
+            forecast; None: a point forecast trained with the MSE.
     """
 
     epochs: int = 100
@@ -119,8 +124,16 @@ class TrainConfig(ModelConfig):
     progress: bool = True
     max_train_windows: int | None = None
     max_val_windows: int | None = None
+    quantiles: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.quantiles is not None:
+            levels = tuple(float(q) for q in self.quantiles)
+            if list(levels) != sorted(set(levels)) or not all(0 < q < 1 for q in levels):
+                raise ValueError(f"quantiles must be distinct, ascending, in (0, 1); got {levels}")
+            if 0.5 not in levels or len(levels) < 2:
+                raise ValueError(f"quantiles must include 0.5 (the point forecast); got {levels}")
+            object.__setattr__(self, "quantiles", levels)  # a YAML list becomes a tuple
         for name, value, allowed in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
@@ -266,13 +279,22 @@ class TorchForecaster(Forecaster):
     def build_network(self) -> nn.Module:
         """A fresh network with `forward(batch, teacher_forcing, generator) -> ForecastOutput`."""
 
+    def make_network(self) -> nn.Module:
+        """`build_network()`, wrapped in a `QuantileHead` when `config.quantiles` is set."""
+        network = self.build_network()
+        levels = self.config.quantiles
+        return network if levels is None else QuantileHead(network, self.layout, levels)
+
     def loss(self, output: ForecastOutput, batch: Batch) -> Tensor:
-        """Training objective: MSE on the scaled space.
+        """Training objective on the scaled space: MSE, or the pinball loss averaged over
+        the quantile levels when the network has a quantile head.
 
         Args:
             output: the network's output for `batch`.
             batch: the windows, on the model's device.
         """
+        if output.quantiles is not None:
+            return pinball_loss(output.quantiles, batch["future_target"], self.config.quantiles)
         return nn.functional.mse_loss(output.prediction, batch["future_target"])
 
     # ---------------------------------------------------------------- training
@@ -292,7 +314,7 @@ class TorchForecaster(Forecaster):
         torch.manual_seed(cfg.seed)  # weights and dropout
         generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and coin flips
         self.device = resolve_device(cfg.device)
-        self.network = self.build_network().to(self.device)
+        self.network = self.make_network().to(self.device)
         warm_start = getattr(self.network, "warm_start", None)  # data-dependent init
         if warm_start is not None:
             warm_start(train)
@@ -437,7 +459,8 @@ class TorchForecaster(Forecaster):
         return total / count
 
     def evaluate_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
-        """Free-running MSE over every window of `ds`, in eval mode.
+        """Free-running loss (`loss`: MSE, or pinball with quantiles) over every window
+        of `ds`, in eval mode.
 
         Args:
             ds: windows to score.
@@ -512,11 +535,13 @@ class TorchForecaster(Forecaster):
             temporal_attention=_to(out.temporal_attention, cpu),
             feature_attention=_to(out.feature_attention, cpu),
             extras=_to(out.extras, cpu),
+            quantiles=_to(out.quantiles, cpu),
         )
 
     def _maps(self, attention: bool) -> dict[str, bool]:
         """Forward keyword asking for attention maps or not, for networks that take it."""
-        takes = "return_attention" in inspect.signature(self.network.forward).parameters
+        network = self.network.inner if isinstance(self.network, QuantileHead) else self.network
+        takes = "return_attention" in inspect.signature(network.forward).parameters
         return {"return_attention": attention} if takes else {}
 
     def max_batch(self, attention: bool) -> int | None:
@@ -552,3 +577,80 @@ class TorchForecaster(Forecaster):
         """
         self._check_fitted()
         return checkpoint.save_checkpoint(self, path, scaler)
+
+
+def pinball_loss(quantiles: Tensor, target: Tensor, levels: tuple[float, ...]) -> Tensor:
+    """Mean pinball loss of quantile forecasts [B, H, T, Q] at `levels` for targets [B, H, T].
+
+    Args:
+        quantiles: the forecasts.
+        target: the actual values.
+        levels: the Q levels.
+    """
+    tau = torch.tensor(levels, dtype=quantiles.dtype, device=quantiles.device)
+    diff = target.unsqueeze(-1) - quantiles  # [B, H, T, Q]
+    return torch.maximum(tau * diff, (tau - 1.0) * diff).mean()
+
+
+class QuantileHead(nn.Module):
+    """Quantile outputs for any torch network, added around it.
+
+    The wrapped network's point forecast is the median. A small MLP per target reads the
+    window's input targets and that forecast, both relative to the last input value and
+    divided by the window scale (the mean absolute step of its input), and returns the
+    gaps between neighbouring quantiles (softplus, times the window scale), added outward
+    from the median: the quantiles never cross and widen with the recent volatility. It
+    does not see the wrapped network's hidden state. Training hooks of the wrapped
+    network (`warm_start`, `set_epoch`, `phase`, ...) are reached through this module.
+
+    Args:
+        network: the point-forecast network.
+        layout: the window layout.
+        levels: ascending quantile levels including 0.5.
+        hidden: width of the MLP's hidden layer.
+    """
+
+    def __init__(
+        self, network: nn.Module, layout: WindowLayout, levels: tuple[float, ...], hidden: int = 64
+    ) -> None:
+        super().__init__()
+        self.inner = network
+        self.levels = tuple(levels)
+        self.median = self.levels.index(0.5)
+        self.horizon = layout.horizon
+        gaps = len(self.levels) - 1
+        self.mlp = nn.Sequential(
+            nn.Linear(layout.input_length + layout.horizon, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, gaps * layout.horizon),
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "inner":
+                raise
+            return getattr(self.inner, name)  # the wrapped network's hooks
+
+    def forward(
+        self,
+        batch: Batch,
+        teacher_forcing: float = 0.0,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> ForecastOutput:
+        out = self.inner(batch, teacher_forcing=teacher_forcing, generator=generator, **kwargs)
+        point = out.prediction  # [B, H, T]
+        past = batch["past_target"].to(point.dtype)  # [B, L, T]
+        last = past[:, -1:]  # [B, 1, T]
+        scale = (past[:, 1:] - past[:, :-1]).abs().mean(1, keepdim=True).clamp_min(1e-3)
+        x = torch.cat([past - last, point - last], dim=1) / scale  # [B, L + H, T]
+        gaps = nn.functional.softplus(self.mlp(x.transpose(1, 2)))  # [B, T, (Q-1) * H]
+        b, t = gaps.shape[:2]
+        gaps = gaps.view(b, t, -1, self.horizon).permute(0, 3, 1, 2)  # [B, H, T, Q-1]
+        gaps = gaps * scale.unsqueeze(-1)  # [B, 1, T, 1] broadcast
+        below = point.unsqueeze(-1) - gaps[..., : self.median].flip(-1).cumsum(-1).flip(-1)
+        above = point.unsqueeze(-1) + gaps[..., self.median :].cumsum(-1)
+        quantiles = torch.cat([below, point.unsqueeze(-1), above], dim=-1)  # [B, H, T, Q]
+        return dataclasses.replace(out, quantiles=quantiles)

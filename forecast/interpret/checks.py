@@ -306,5 +306,5 @@ def untrained_copy(model: Forecaster) -> Forecaster:
         raise ValueError(f"{type(model).__name__} has no torch network to re-initialise")
     clone = copy.copy(model)
     torch.manual_seed(model.config.seed)
-    clone.network = model.build_network().to(model.device)
+    clone.network = model.make_network().to(model.device)
     return clone

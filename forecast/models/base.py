@@ -23,12 +23,15 @@ class ForecastOutput:
         temporal_attention: [B, H, L] decoder step x encoder step, rows sum to 1.
         feature_attention: [B, L, F] per input step, per encoder feature, rows sum to 1.
         extras: model-specific maps (e.g. transformer attention per layer and head).
+        quantiles: [B, H, targets, Q] at the model's `config.quantiles` levels (ascending,
+            the 0.5 level equal to `prediction`); None for a point forecast.
     """
 
     prediction: Tensor
     temporal_attention: Tensor | None = None
     feature_attention: Tensor | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    quantiles: Tensor | None = None
 
 
 @dataclass(frozen=True)
