@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.linear_model import Ridge
 from torch import Tensor
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.base import Forecaster, ForecastOutput, ModelConfig
 from forecast.models.registry import register_model
+from forecast.models.ridge import RidgeAccumulator
 
 
 @register_model("naive", description="repeat the last observed value")
@@ -121,7 +121,7 @@ class LinearConfig(ModelConfig):
 
 
 @register_model("nlinear", defaults={"nlinear": True}, description="ridge on lags, NLinear form")
-@register_model("linear", description="ridge regression on lags (scikit-learn)")
+@register_model("linear", description="ridge regression on lags")
 class LinearLags(Forecaster):
     """Ridge regression from the input window (and covariates) to the whole horizon."""
 
@@ -146,7 +146,7 @@ class LinearLags(Forecaster):
         idx = np.arange(len(train))
         if len(idx) > self.config.max_train_windows:
             idx = np.sort(rng.choice(idx, self.config.max_train_windows, replace=False))
-        xs, ys = [], []
+        acc = RidgeAccumulator()  # never holds the whole design matrix
         for lo in range(0, len(idx), 4096):
             batch = train.batch(idx[lo : lo + 4096])
             x, offset = self._design(batch)
@@ -156,11 +156,10 @@ class LinearLags(Forecaster):
                 if self._channel_independent()
                 else y.flatten(1)
             )
-            xs.append(x.numpy())
-            ys.append(y.numpy())
-        ridge = Ridge(alpha=self.config.alpha).fit(np.concatenate(xs), np.concatenate(ys))
-        self.coef_ = torch.as_tensor(ridge.coef_, dtype=torch.float32)  # [outputs, features]
-        self.intercept_ = torch.as_tensor(ridge.intercept_, dtype=torch.float32)
+            acc.add(x.numpy(), y.numpy())
+        coef, intercept = acc.solve(self.config.alpha)
+        self.coef_ = torch.as_tensor(coef, dtype=torch.float32)  # [outputs, features]
+        self.intercept_ = torch.as_tensor(intercept, dtype=torch.float32)
         return self
 
     def state_dict(self) -> dict[str, Tensor]:

@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.models.attention import create_attention
 from forecast.models.attention.normalizers import get_normalizer, uniform
+from forecast.models.ridge import RidgeAccumulator
 
 FAST = 10.0
 DECODINGS = ("direct", "autoregressive")
@@ -83,15 +84,17 @@ def nlinear_least_squares(
     if n > max_windows:
         idx = np.sort(np.random.default_rng(seed).choice(n, max_windows, replace=False))
     batch = train.batch(idx)
-    past, future = batch["past_target"].double(), batch["future_target"].double()
+    past, future = batch["past_target"], batch["future_target"]
     last = past[:, -1:]
-    X = (past - last).transpose(1, 2).reshape(-1, past.shape[1])  # [N * T, L]
-    Y = (future - last).transpose(1, 2).reshape(-1, future.shape[1])  # [N * T, H]
-    xm, ym = X.mean(0), Y.mean(0)
-    Xc, Yc = X - xm, Y - ym
-    gram = Xc.T @ Xc + alpha * torch.eye(X.shape[1], dtype=X.dtype)
-    W = torch.linalg.solve(gram, Xc.T @ Yc).T  # [H, L]
-    return W.float(), (ym - W @ xm).float()
+    acc = RidgeAccumulator()
+    acc.add(
+        (past - last).transpose(1, 2).reshape(-1, past.shape[1]).numpy(),  # [N * T, L]
+        (future - last).transpose(1, 2).reshape(-1, future.shape[1]).numpy(),  # [N * T, H]
+    )
+    coef, intercept = acc.solve(alpha)
+    return torch.as_tensor(coef, dtype=torch.float32), torch.as_tensor(
+        intercept, dtype=torch.float32
+    )
 
 
 class ReadDecoder(nn.Module):
