@@ -196,7 +196,8 @@ def _to(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _even_subset(ds: WindowDataset, cap: int | None) -> WindowDataset:
+def even_subset(ds: WindowDataset, cap: int | None) -> WindowDataset:
+    """`ds` itself, or at most `cap` of its windows spread evenly over it (first and last kept)."""
     if cap is None or len(ds) <= cap:
         return ds
     return ds.subset(np.unique(np.linspace(0, len(ds) - 1, cap).round().astype(np.int64)))
@@ -323,7 +324,7 @@ class TorchForecaster(Forecaster):
         self._train_network = torch.compile(self.network) if cfg.compile else self.network
         scheduler = self._lr_scheduler(optimizer)
         tf_schedule = cfg.teacher_forcing_schedule()
-        val = _even_subset(val, cfg.max_val_windows) if val is not None and len(val) else None
+        val = even_subset(val, cfg.max_val_windows) if val is not None and len(val) else None
         n_train = min(len(train), cfg.max_train_windows or len(train))
         bar = tqdm(
             total=cfg.epochs * math.ceil(n_train / cfg.batch_size),
@@ -338,7 +339,7 @@ class TorchForecaster(Forecaster):
             best, self.best_epoch_ = self.evaluate_loss(val), 0
             best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
         # Free-running training loss under teacher forcing: on as many windows as validated.
-        train_check = _even_subset(train, len(val) if val is not None else cfg.max_val_windows)
+        train_check = even_subset(train, len(val) if val is not None else cfg.max_val_windows)
         set_epoch = getattr(self.network, "set_epoch", None)  # models with training phases
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()

@@ -31,7 +31,7 @@ from forecast.interpret._common import (
     progress_bar,
     with_encoder_grid,
 )
-from forecast.interpret.importance import _interval, lag_blocks
+from forecast.interpret.importance import lag_blocks, mean_interval
 from forecast.models.base import Forecaster
 
 
@@ -157,7 +157,7 @@ def deletion_test(
             rows.append([name, k, e, e, e, 1])
     for k in ks:
         errors = np.array([error(order, k) for order in randoms])
-        mean, lo, hi, _ = _interval(errors)
+        mean, lo, hi, _ = mean_interval(errors)
         rows.append(["random", k, mean, lo, hi, n_random])
     bar.close()
     frame = pd.DataFrame(rows, columns=["method", "k", "mse", "ci_low", "ci_high", "n_repeats"])

@@ -44,7 +44,7 @@ def feature_roles(layout: WindowLayout) -> list[tuple[str, str, str, int]]:
     return rows
 
 
-def _interval(increases: np.ndarray) -> tuple[float, float, float, float]:
+def mean_interval(increases: np.ndarray) -> tuple[float, float, float, float]:
     """Mean, 95% t-interval and std of the repeats (NaN interval for one repeat)."""
     mean = float(increases.mean())
     if len(increases) < 2:
@@ -82,14 +82,14 @@ def _repeat(
     bar: Any,
     batch_size: int,
 ) -> tuple[float, float, float, float]:
-    """`_interval` of the MSE increases over `n_repeats` draws of `permute(perm)`, each
+    """`mean_interval` of the MSE increases over `n_repeats` draws of `permute(perm)`, each
     with a fresh permutation `perm` of the batch's `n` windows."""
     increases = []
     for _ in range(n_repeats):
         perm = torch.from_numpy(rng.permutation(n))
         increases.append(mse(model, permute(perm), batch_size) - base)
         bar.update(1)
-    return _interval(np.asarray(increases))
+    return mean_interval(np.asarray(increases))
 
 
 def permutation_importance(

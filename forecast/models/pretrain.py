@@ -56,7 +56,7 @@ from forecast.models.transformer import (
     TransformerForecaster,
     TransformerNetwork,
 )
-from forecast.training import _even_subset
+from forecast.training import even_subset
 
 FINETUNES = ("full", "probe")
 ENCODER_PARTS = ("revin", "enc_value", "enc_known", "encoder", "enc_norm")
@@ -225,7 +225,7 @@ class PretrainedTransformerForecaster(TransformerForecaster):
             history["train_baseline"] = self._baseline(train)
             has_val = val is not None and len(val) > 0
             history["val_baseline"] = (
-                self._baseline(_even_subset(val, cfg.max_val_windows)) if has_val else math.nan
+                self._baseline(even_subset(val, cfg.max_val_windows)) if has_val else math.nan
             )
             self._encoder_state = {
                 k.removeprefix("backbone."): v.detach().clone()

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from forecast.models.attention.normalizers import get_normalizer, uniform
 
 
-def _additive_score(v: nn.Linear, query2: Tensor, keys2: Tensor) -> Tensor:
+def additive_score(v: nn.Linear, query2: Tensor, keys2: Tensor) -> Tensor:
     """v^T tanh(a + b) over the last axis, up to a constant that softmax ignores, from
     query2 = 2a and keys2 = 2b (broadcastable, e.g. [B, Q, 1, A] and [B, 1, L, A]).
 

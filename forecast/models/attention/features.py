@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from forecast.models.attention.base import _additive_score
+from forecast.models.attention.base import additive_score
 
 
 class InputAttention(nn.Module):
@@ -36,7 +36,7 @@ class InputAttention(nn.Module):
         self.v = nn.Linear(A, 1, bias=False)
 
     def prepare(self, x: Tensor) -> Tensor:
-        """2 U x^k for every feature k, [B, F, A] (doubled for `_additive_score`).
+        """2 U x^k for every feature k, [B, F, A] (doubled for `additive_score`).
 
         Args:
             x: the encoder input [B, L, F].
@@ -56,7 +56,7 @@ class InputAttention(nn.Module):
             x_t: the input at this step, [B, F].
         """
         query2 = 2.0 * self.W(state)[:, None, :]  # [B, 1, A]
-        weights = torch.softmax(_additive_score(self.v, query2, prepared), dim=-1)  # [B, F]
+        weights = torch.softmax(additive_score(self.v, query2, prepared), dim=-1)  # [B, F]
         return weights * x_t, weights
 
     def forward(self, state: Tensor, x: Tensor, t: int) -> tuple[Tensor, Tensor]:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from forecast.models.attention.base import Attention, _additive_score
+from forecast.models.attention.base import Attention, additive_score
 
 
 def _scaled_dot(query: Tensor, keys_t: Tensor, scale: float) -> Tensor:
@@ -31,12 +31,12 @@ class BahdanauAttention(Attention):
         self.v = nn.Linear(A, 1, bias=False)
 
     def prepare_keys(self, keys: Tensor) -> Tensor:
-        # The costly half, once per sequence, doubled for `_additive_score`: [B, L, A].
+        # The costly half, once per sequence, doubled for `additive_score`: [B, L, A].
         return 2.0 * self.W_h(keys)
 
     def score(self, query: Tensor, prepared: Tensor) -> Tensor:
         query2 = 2.0 * self.W_s(query)  # [B, Q, A]
-        return _additive_score(self.v, query2[:, :, None, :], prepared[:, None, :, :])  # [B,Q,L]
+        return additive_score(self.v, query2[:, :, None, :], prepared[:, None, :, :])  # [B,Q,L]
 
 
 class LuongDotAttention(Attention):

@@ -1,7 +1,7 @@
 """The Bahdanau decoder loop as one autograd node (see `forecast.models.fused`).
 
 Step t attends with the previous state s_{t-1}: the score is 2 v^T sigmoid(k2 + q2)
-with k2 = 2 W_h h_j (+ bias) prepared once and q2 = 2 W_s s_{t-1} (`_additive_score`);
+with k2 = 2 W_h h_j (+ bias) prepared once and q2 = 2 W_s s_{t-1} (`additive_score`);
 the context joins [y_prev, known_t] as the cell's input, and the head reads [s_t; c_t].
 A is the attention size, Dk the encoder states' size.
 """
@@ -131,7 +131,7 @@ def _forward(
     keeping, the [H, B, L, A] block of attention activations (None when not keeping
     or above `KEEP_ACTIVATIONS_BYTES`: backward then recomputes them)."""
     B, L, A = keys2.shape
-    W_s2_t = 2.0 * W_s.t()  # [D, A]: the doubled query of `_additive_score`
+    W_s2_t = 2.0 * W_s.t()  # [D, A]: the doubled query of `additive_score`
     v2 = 2.0 * v
     W_o_t = W_o.t()
     H = known.shape[1]
