@@ -133,3 +133,20 @@ def test_checkpoint_round_trip(seasonal_fit, tmp_path):
     a, b = model.predict_batch(batch), loaded.predict_batch(batch)
     torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
     torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=0)
+
+
+def test_skip_starts_at_the_least_squares_nlinear():
+    """With `skip=True` the output layer starts at 0 and the skip at the ridge NLinear
+    fit: before any epoch, with last-value normalisation, the forecast is `nlinear`'s."""
+    roles = ColumnRoles(("y",), calendar=False)
+    data = prepare_data(_seasonal(600), roles, input_length=24, horizon=6)
+    model = create_model("segrnn", data.layout, skip=True, normalization="last", **FAST)
+    net = model.build_network().eval()
+    net.warm_start(data.train)
+    ridge = create_model("nlinear", data.layout).fit(data.train)
+    batch = data.test.batch(np.arange(20))
+    torch.testing.assert_close(
+        net(batch).prediction, ridge.predict_batch(batch).prediction, rtol=1e-4, atol=1e-4
+    )
+    fitted = model.fit(data.train, data.val)  # the warm start is the epoch-0 candidate
+    assert fitted.best_epoch_ is not None and len(fitted.history_) == 2

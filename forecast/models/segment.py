@@ -50,9 +50,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from forecast.data.windows import Batch, WindowLayout
+from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, create_attention
 from forecast.models.base import ForecastOutput
+from forecast.models.lstm_read import nlinear_least_squares
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
 from forecast.training import TorchForecaster, TrainConfig
@@ -94,6 +95,10 @@ class SegmentConfig(TrainConfig):
         normalization: per-window normalisation of the targets: 'revin', 'last'
             (subtract the last input value, as SegRNN) or 'none'.
         revin_affine: learnable scale and shift inside RevIN.
+        skip: add a linear map of each target's own (normalised) window in NLinear form,
+            started at the least-squares fit of the training windows (the output layer
+            starts at 0, so training starts from that autoregression and the network
+            learns the rest; the loop keeps the start if no epoch beats it).
     """
 
     segment_length: int | None = None
@@ -107,6 +112,7 @@ class SegmentConfig(TrainConfig):
     normalizer: str = "softmax"
     normalization: str = "revin"
     revin_affine: bool = True
+    skip: bool = False
     lr: float = 3e-3
     teacher_forcing: float = 0.0  # parallel decoding: no previous forecast is fed
     tf_schedule: str = "constant"
@@ -195,6 +201,10 @@ class SegmentNetwork(nn.Module):
         self.combine = nn.Linear(2 * D, D) if combines else None  # W_c of Luong
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(D, W)
+        self.skip = nn.Linear(L, H) if cfg.skip else None
+        if self.skip is not None:  # start as the skip alone (see `SkipSegmentNetwork`)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
         self.register_buffer("spread", self._spread(), persistent=False)  # [N, L]
 
     def _spread(self) -> Tensor:
@@ -261,6 +271,9 @@ class SegmentNetwork(nn.Module):
             s = torch.tanh(self.combine(torch.cat([context, s], dim=-1)))
         y = self.out(self.dropout(s)).reshape(B, T, M * W)[:, :, : lay.horizon]  # [B, T, H]
         y = y.transpose(1, 2)  # [B, H, T]
+        if self.skip is not None:  # NLinear on the normalised window
+            end = past[:, -1:]  # [B, 1, T]
+            y = y + self.skip((past - end).transpose(1, 2)).transpose(1, 2) + end
         if self.revin is not None:
             y = self.revin.denormalize(y)
         elif self.cfg.normalization == "last":
@@ -273,6 +286,21 @@ class SegmentNetwork(nn.Module):
         rows = torch.arange(lay.horizon, device=y.device) // W  # [H] segment of each step
         temporal = (segment_maps.mean(dim=1) @ self.spread)[:, rows]  # [B, H, L]
         return ForecastOutput(y, temporal, extras={"segment_attention": segment_maps})
+
+
+class SkipSegmentNetwork(SegmentNetwork):
+    """`SegmentNetwork` with `skip=True`: the training loop calls `warm_start` first."""
+
+    def warm_start(self, train: WindowDataset) -> None:
+        """Start the skip at the least-squares NLinear fit of the training windows.
+
+        Args:
+            train: the training windows.
+        """
+        weight, bias = nlinear_least_squares(train)
+        with torch.no_grad():
+            self.skip.weight.copy_(weight.to(self.skip.weight.device))
+            self.skip.bias.copy_(bias.to(self.skip.bias.device))
 
 
 @register_model(
@@ -292,4 +320,5 @@ class SegmentForecaster(TorchForecaster):
     Config = SegmentConfig
 
     def build_network(self) -> SegmentNetwork:
-        return SegmentNetwork(self.layout, self.config)
+        cls = SkipSegmentNetwork if self.config.skip else SegmentNetwork
+        return cls(self.layout, self.config)
