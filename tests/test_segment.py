@@ -10,6 +10,7 @@ import torch
 from forecast import ColumnRoles, create_model, prepare_data
 from forecast.data.windows import WindowLayout
 from forecast.models.attention import ATTENTIONS
+from forecast.models.base import ForecastOutput
 from forecast.models.segment import SegmentNetwork, auto_segment_length
 from forecast.training import load_checkpoint
 
@@ -150,3 +151,13 @@ def test_skip_starts_at_the_least_squares_nlinear():
     )
     fitted = model.fit(data.train, data.val)  # the warm start is the epoch-0 candidate
     assert fitted.best_epoch_ is not None and len(fitted.history_) == 2
+
+
+def test_mae_loss_option():
+    model = create_model("segrnn", PADDED, segment_length=8, loss="mae")
+    batch = _batch(PADDED)
+    pred = torch.zeros_like(batch["future_target"])
+    loss = model.loss(ForecastOutput(pred), batch)
+    torch.testing.assert_close(loss, batch["future_target"].abs().mean())
+    with pytest.raises(ValueError, match="unknown loss 'huber'"):
+        create_model("segrnn", PADDED, loss="huber")

@@ -59,6 +59,7 @@ from forecast.models.revin import RevIN
 from forecast.training import TorchForecaster, TrainConfig
 
 NORMALIZATIONS = ("revin", "last", "none")
+LOSSES = ("mse", "mae")
 AUTO_SEGMENTS = (48, 24, 12)  # `segment_length=None` picks the longest giving >= 8 segments
 
 
@@ -99,6 +100,8 @@ class SegmentConfig(TrainConfig):
             started at the least-squares fit of the training windows (the output layer
             starts at 0, so training starts from that autoregression and the network
             learns the rest; the loop keeps the start if no epoch beats it).
+        loss: training and validation objective on the scaled space: 'mse', or 'mae'
+            (SegRNN's choice, less pulled by outliers).
     """
 
     segment_length: int | None = None
@@ -113,6 +116,7 @@ class SegmentConfig(TrainConfig):
     normalization: str = "revin"
     revin_affine: bool = True
     skip: bool = False
+    loss: str = "mse"
     lr: float = 3e-3
     teacher_forcing: float = 0.0  # parallel decoding: no previous forecast is fed
     tf_schedule: str = "constant"
@@ -123,6 +127,7 @@ class SegmentConfig(TrainConfig):
             ("attention", self.attention, tuple(ATTENTIONS)),
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
             ("normalization", self.normalization, NORMALIZATIONS),
+            ("loss", self.loss, LOSSES),
         ):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
@@ -322,3 +327,14 @@ class SegmentForecaster(TorchForecaster):
     def build_network(self) -> SegmentNetwork:
         cls = SkipSegmentNetwork if self.config.skip else SegmentNetwork
         return cls(self.layout, self.config)
+
+    def loss(self, output: ForecastOutput, batch: Batch) -> Tensor:
+        """MSE, or MAE with `loss='mae'`, on the scaled space (training and validation).
+
+        Args:
+            output: the network's output for `batch`.
+            batch: the windows, on the model's device.
+        """
+        if self.config.loss == "mae":
+            return nn.functional.l1_loss(output.prediction, batch["future_target"])
+        return super().loss(output, batch)
