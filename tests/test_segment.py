@@ -161,3 +161,14 @@ def test_mae_loss_option():
     torch.testing.assert_close(loss, batch["future_target"].abs().mean())
     with pytest.raises(ValueError, match="unknown loss 'huber'"):
         create_model("segrnn", PADDED, loss="huber")
+
+
+@pytest.mark.parametrize("attention", ["luong_general", "bahdanau"])
+def test_stacked_layers_give_finite_forecasts_and_gradients(attention):
+    net = _network(PADDED, segment_length=8, num_layers=2, dropout=0.2, attention=attention)
+    net.train()
+    out = net(_batch(PADDED), return_attention=False)
+    assert out.prediction.shape == (3, 10, 2) and torch.isfinite(out.prediction).all()
+    out.prediction.square().mean().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None]
+    assert not missing, missing
