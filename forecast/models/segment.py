@@ -117,7 +117,7 @@ class SegmentConfig(TrainConfig):
     revin_affine: bool = True
     skip: bool = False
     loss: str = "mse"
-    lr: float = 3e-3
+    lr: float = 1e-3
     teacher_forcing: float = 0.0  # parallel decoding: no previous forecast is fed
     tf_schedule: str = "constant"
 
