@@ -14,6 +14,7 @@ from forecast.models.base import ForecastOutput
 from forecast.models.segment import SegmentNetwork, auto_segment_length
 from forecast.training import load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 FAST = {"epochs": 2, "progress": False, "device": "cpu", "batch_size": 32}
 
 
