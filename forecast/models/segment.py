@@ -244,7 +244,7 @@ class SegmentNetwork(nn.Module):
         if self.revin is not None:
             past = self.revin.normalize(past)
         elif self.cfg.normalization == "last":
-            last = past[:, -1:].detach()  # [B, 1, T]
+            last = past[:, -1:]  # [B, 1, T] (not detached: integrated gradients stay exact)
             past = past - last
         # Channel independence: one sequence per (window, target), covariates shared.
         covariates = torch.cat([batch["past_covariates"], batch["past_known"]], dim=-1)
