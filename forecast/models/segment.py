@@ -188,17 +188,18 @@ class SegmentNetwork(nn.Module):
         self.position = nn.Parameter(torch.randn(self.M, D - D // 2))
         self.channel = nn.Parameter(torch.randn(T, D // 2))
         self.known = nn.Linear(W * layout.n_known, D) if layout.n_known else None
+        kind = ATTENTIONS[cfg.attention]
+        # Bahdanau's query: the encoder's final state with the segment's input appended.
+        self.feeds_context = kind is not None and kind.uses_previous_state
         self.attention = create_attention(
             cfg.attention,
-            # Bahdanau's query: the encoder's final state with the segment's input appended.
-            2 * D if cfg.attention == "bahdanau" else D,
+            2 * D if self.feeds_context else D,
             D,
             attention_dim=cfg.attention_dim,
             scale=cfg.attention_scale,
             window=cfg.attention_window,
             normalizer=cfg.normalizer,
         )
-        self.feeds_context = self.attention is not None and self.attention.uses_previous_state
         # One step per horizon segment: a stack of cells (an nn.LSTM call over one step
         # costs ~1.6x a cell's, from oneDNN's per-call setup).
         first = 2 * D if self.feeds_context else D
