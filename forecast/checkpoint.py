@@ -140,10 +140,7 @@ def save_checkpoint(
     scaler = scaler if scaler is not None else getattr(model, "scaler", None)
     cls = type(model)
     torch_model = _is_torch(model)
-    if torch_model:
-        state = {k: v.detach().cpu() for k, v in model.network.state_dict().items()}
-    else:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "name": model.name,

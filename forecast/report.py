@@ -166,6 +166,8 @@ def _write_plots(
 FAMILIES = {
     "forecast.models.baselines": "baselines",
     "forecast.models.lstm": "LSTMs",
+    "forecast.models.lstm_classic": "LSTMs",
+    "forecast.models.segment": "LSTMs",
     "forecast.models.transformer": "transformers",
     "forecast.models.dlinear": "linear networks",
 }

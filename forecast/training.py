@@ -280,6 +280,22 @@ class TorchForecaster(Forecaster):
     def build_network(self) -> nn.Module:
         """A fresh network with `forward(batch, teacher_forcing, generator) -> ForecastOutput`."""
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The network's weights (on the CPU); a model that was never fitted has none."""
+        if getattr(self, "network", None) is None:
+            raise RuntimeError(f"{self.name} is not fitted; call fit(train) first")
+        return {k: v.detach().cpu() for k, v in self.network.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Build the network and load `state` (what `state_dict` returned) into it.
+
+        Args:
+            state: the weights.
+        """
+        self.network = self.make_network()
+        self.network.load_state_dict(state)
+        self.network.to(self.device).eval()
+
     def make_network(self) -> nn.Module:
         """`build_network()`, wrapped in a `QuantileHead` when `config.quantiles` is set."""
         network = self.build_network()

@@ -58,6 +58,7 @@ def _load_builtin() -> None:
         dlinear,  # noqa: F401
         lstm,  # noqa: F401
         pretrain,  # noqa: F401
+        segment,  # noqa: F401
         transformer,  # noqa: F401
     )
 
