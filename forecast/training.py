@@ -32,7 +32,13 @@ from forecast import checkpoint
 from forecast.checkpoint import load_checkpoint
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
-from forecast.models.base import EVAL_MEMORY_BYTES, Forecaster, ForecastOutput, ModelConfig
+from forecast.models.base import (
+    EVAL_MEMORY_BYTES,
+    Forecaster,
+    ForecastOutput,
+    ModelConfig,
+    check_choices,
+)
 from forecast.models.teacher_forcing import SCHEDULES, TeacherForcingSchedule
 
 __all__ = ["TorchForecaster", "TrainConfig", "load_checkpoint", "resolve_device"]
@@ -134,15 +140,13 @@ class TrainConfig(ModelConfig):
             if 0.5 not in levels or len(levels) < 2:
                 raise ValueError(f"quantiles must include 0.5 (the point forecast); got {levels}")
             object.__setattr__(self, "quantiles", levels)  # a YAML list becomes a tuple
-        for name, value, allowed in (
+        check_choices(
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             ("device", self.device, DEVICES),
             ("amp", self.amp, AMP_MODES),
             ("tf_schedule", self.tf_schedule, tuple(SCHEDULES)),
-        ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        )
         for name in ("epochs", "batch_size", "lr_step_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -63,3 +63,12 @@ def reference_file(path: Path, hint: str = "") -> Path:
 def etth1_path() -> Path:
     """The benchmark ETTh1 file (see `reference_file`)."""
     return reference_file(ETTH1)
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The CLI's stderr, asserted to be one `error: ...` line without a traceback."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]

@@ -24,7 +24,7 @@ from forecast.config import config_from_dict
 from forecast.io import STALE_TMP, atomic_write, read_csv, read_json
 from forecast.runner import Runner
 from forecast.runs import RunFolder
-from tests.conftest import reference_file
+from tests.conftest import one_error_line, reference_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,14 +37,6 @@ def _cli(tmp_path: Path, *extra: str) -> list[str]:
         "--set", "run.workers=1", "--set", "run.plots=false",
         "--output-dir", str(tmp_path / "out"), *extra,
     ]  # fmt: skip
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -173,7 +165,7 @@ def test_output_folder_that_is_read_only(tmp_path, capsys, monkeypatch):
         monkeypatch.setattr(os, "mkdir", mkdir)
     try:
         assert run_experiment.main(_cli(tmp_path, "--run-name", "r")) == 2
-        line = _one_error_line(capsys)
+        line = one_error_line(capsys)
         assert str(out / "r") in line and "Permission denied" in line
     finally:
         out.chmod(0o700)
@@ -183,7 +175,7 @@ def test_output_folder_that_is_read_only(tmp_path, capsys, monkeypatch):
 def test_output_path_that_is_a_file(tmp_path, capsys):
     (tmp_path / "out").write_text("mine")
     assert run_experiment.main(_cli(tmp_path, "--run-name", "r")) == 2
-    assert str(tmp_path / "out") in _one_error_line(capsys)
+    assert str(tmp_path / "out") in one_error_line(capsys)
     assert (tmp_path / "out").read_text() == "mine"
 
 
@@ -194,7 +186,7 @@ def _disk_full(*args, **kwargs):
 def test_full_disk_before_the_run_starts_leaves_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(Path, "write_text", _disk_full)  # config.json is the first file
     assert run_experiment.main(_cli(tmp_path, "--run-name", "r")) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert str(tmp_path / "out/r/config.json") in line and "No space left" in line
     assert not list((tmp_path / "out").iterdir())
 
@@ -202,7 +194,7 @@ def test_full_disk_before_the_run_starts_leaves_nothing(tmp_path, capsys, monkey
 def test_full_disk_during_the_run_keeps_it_resumable(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(np, "savez_compressed", _disk_full)  # a pair's predictions
     assert run_experiment.main(_cli(tmp_path, "--run-name", "r")) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert str(tmp_path / "out/r/results") in line and ".npz" in line
     run_dir = tmp_path / "out/r"
     assert (run_dir / "config.json").is_file()
@@ -224,7 +216,7 @@ def test_data_path_that_is_a_folder(tmp_path, capsys, dataset):
     folder.mkdir()
     args = ["--dataset", dataset, "--data-path", str(folder), "--targets", "OT"]
     assert run_experiment.main(_cli(tmp_path, *args)) == 2
-    assert str(folder) in _one_error_line(capsys)
+    assert str(folder) in one_error_line(capsys)
     assert not (tmp_path / "out").exists()
 
 
@@ -246,7 +238,7 @@ def test_empty_or_binary_csv_gives_one_line_naming_the_file(tmp_path, capsys, co
     assert str(err.value).startswith(f"{path}: ")
     args = ["--dataset", "csv", "--data-path", str(path), "--targets", "y"]
     assert run_experiment.main(_cli(tmp_path, *args)) == 2
-    assert _one_error_line(capsys).startswith(f"error: {path}: ")
+    assert one_error_line(capsys).startswith(f"error: {path}: ")
     assert not (tmp_path / "out").exists()
 
 
@@ -254,7 +246,7 @@ def test_empty_file_as_a_registered_dataset(tmp_path, capsys):
     path = tmp_path / "ETTh1.csv"
     path.write_bytes(b"")
     assert run_experiment.main(_cli(tmp_path, "--dataset", "ETTh1", "--data-path", str(path))) == 2
-    assert str(path) in _one_error_line(capsys)
+    assert str(path) in one_error_line(capsys)
 
 
 # ------------------------------------------------------------------ run names
@@ -264,7 +256,7 @@ def test_run_name_cannot_leave_the_output_folder(tmp_path, capsys, name):
     work.mkdir()
     before = sorted(tmp_path.rglob("*"))
     assert run_experiment.main(_cli(work, "--run-name", name)) == 2
-    assert "run.name" in _one_error_line(capsys)
+    assert "run.name" in one_error_line(capsys)
     assert sorted(tmp_path.rglob("*")) == before
     assert run_experiment.main(_cli(work, "--run-name", name, "--check")) == 2
     with pytest.raises(ValueError, match="plain folder name"):
@@ -318,7 +310,7 @@ def test_resume_over_a_damaged_config_names_it(finished, tmp_path, capsys):
     run_dir = _resumed_copy(finished, tmp_path)
     (run_dir / "config.json").write_text('{"config": {"run": ')
     assert run_experiment.main(["--resume", str(run_dir)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"error: {run_dir / 'config.json'}: not a valid JSON file")
 
 

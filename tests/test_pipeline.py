@@ -24,6 +24,7 @@ from forecast import ColumnRoles, create_model, list_models, prepare_data
 from forecast.checkpoint import CheckpointError, atomic_save, read_checkpoint
 from forecast.evaluate import predict_dataset
 from forecast.pipeline import Pipeline, artifact_path
+from tests.conftest import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 L, H = 24, 6
@@ -296,15 +297,7 @@ def test_predict_command_on_a_csv_the_run_has_never_seen(run_dir, tmp_path, caps
     np.testing.assert_allclose(table["y"].to_numpy(), expected["y"].to_numpy(), rtol=1e-6)
     # an existing output is never overwritten
     assert run_experiment.main([*args, "--out", str(out)]) == 2
-    assert "exists" in _one_error_line(capsys)
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+    assert "exists" in one_error_line(capsys)
 
 
 def test_predict_command_errors(run_dir, tmp_path, capsys):
@@ -340,7 +333,7 @@ def test_predict_command_errors(run_dir, tmp_path, capsys):
     ]
     for args, message in cases:
         assert run_experiment.main(args) == 2, args
-        assert message in _one_error_line(capsys)
+        assert message in one_error_line(capsys)
     assert not Path(out).exists()
 
 
@@ -384,6 +377,6 @@ def test_parquet_output_needs_pyarrow(run_dir, tmp_path, capsys):
     try:
         import pyarrow  # noqa: F401
     except ImportError:
-        assert code == 2 and "writing Parquet needs pyarrow" in _one_error_line(capsys)
+        assert code == 2 and "writing Parquet needs pyarrow" in one_error_line(capsys)
         return
     assert code == 0 and len(pd.read_parquet(out)) == H

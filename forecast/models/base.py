@@ -34,6 +34,18 @@ class ForecastOutput:
     quantiles: Tensor | None = None
 
 
+def check_choices(*options: tuple[str, object, tuple]) -> None:
+    """Raise a clear ValueError for the first (name, value, allowed) whose value is not
+    one of `allowed`.
+
+    Args:
+        options: (option name, its value, the allowed values) triples.
+    """
+    for name, value, allowed in options:
+        if value not in allowed:
+            raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Base of every model's config dataclass (hyper-parameters only, no data)."""

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, InputAttention
-from forecast.models.base import ForecastOutput
+from forecast.models.base import ForecastOutput, check_choices
 from forecast.models.lstm_classic import ClassicDecoder
 from forecast.models.lstm_read import DECODINGS, ReadDecoder
 from forecast.models.registry import register_model
@@ -100,14 +100,12 @@ class LSTMConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, value, allowed in (
+        check_choices(
             ("attention", self.attention, tuple(ATTENTIONS)),
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
             ("decoder", self.decoder, DECODERS),
             ("decoding", self.decoding, DECODINGS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        )
         if self.hidden_size < 1 or self.num_layers < 1:
             raise ValueError(
                 f"hidden_size and num_layers must be >= 1, got {self.hidden_size} and "

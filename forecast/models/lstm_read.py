@@ -97,6 +97,20 @@ def nlinear_least_squares(
     )
 
 
+def start_skip(skip: nn.Linear, train: WindowDataset) -> None:
+    """Set a linear skip [L -> H] to the least-squares NLinear fit of `train`
+    (`nlinear_least_squares`): the closed-form start of a network's `warm_start`.
+
+    Args:
+        skip: the layer, weight [H, L] and bias [H].
+        train: the training windows.
+    """
+    weight, bias = nlinear_least_squares(train)
+    with torch.no_grad():
+        skip.weight.copy_(weight.to(skip.weight.device))
+        skip.bias.copy_(bias.to(skip.bias.device))
+
+
 class ReadDecoder(nn.Module):
     """Forecast [B, H, T] read from the inputs; see the module docstring.
 
@@ -177,10 +191,7 @@ class ReadDecoder(nn.Module):
         Args:
             train: the training windows.
         """
-        weight, bias = nlinear_least_squares(train)
-        with torch.no_grad():
-            self.skip.weight.copy_(weight.to(self.skip.weight.device))
-            self.skip.bias.copy_(bias.to(self.skip.bias.device))
+        start_skip(self.skip, train)
 
     def set_epoch(self, epoch: int) -> None:
         """Content scores (and DA-RNN feature scores) join after `attention_warmup`

@@ -52,8 +52,8 @@ from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, create_attention
-from forecast.models.base import ForecastOutput
-from forecast.models.lstm_read import nlinear_least_squares
+from forecast.models.base import ForecastOutput, check_choices
+from forecast.models.lstm_read import start_skip
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
 from forecast.training import TorchForecaster, TrainConfig
@@ -123,14 +123,12 @@ class SegmentConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, value, allowed in (
+        check_choices(
             ("attention", self.attention, tuple(ATTENTIONS)),
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
             ("normalization", self.normalization, NORMALIZATIONS),
             ("loss", self.loss, LOSSES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        )
         if self.segment_length is not None and self.segment_length < 1:
             raise ValueError(f"segment_length must be >= 1 or None, got {self.segment_length}")
         if self.hidden_size < 1 or self.num_layers < 1:
@@ -305,10 +303,7 @@ class SkipSegmentNetwork(SegmentNetwork):
         Args:
             train: the training windows.
         """
-        weight, bias = nlinear_least_squares(train)
-        with torch.no_grad():
-            self.skip.weight.copy_(weight.to(self.skip.weight.device))
-            self.skip.bias.copy_(bias.to(self.skip.bias.device))
+        start_skip(self.skip, train)
 
 
 @register_model(

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowLayout
 from forecast.models.attention.maps import REDUCTIONS, reduce_attention
-from forecast.models.base import ForecastOutput
+from forecast.models.base import ForecastOutput, check_choices
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
 from forecast.models.transformer_layers import (
@@ -97,12 +97,10 @@ class TransformerConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, value, allowed in (
+        check_choices(
             ("decoding", self.decoding, DECODINGS),
             ("attention_reduction", self.attention_reduction, REDUCTIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
+        )
         for name in ("d_model", "n_heads", "encoder_layers", "decoder_layers", "d_ff"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
