@@ -319,6 +319,13 @@ def build_predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="forecasts: .csv or .parquet")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.add_argument(
+        "--coverage",
+        type=float,
+        metavar="C",
+        help="add <target>_lower/_upper bounds at this coverage (e.g. 0.8), split-conformal "
+        "on the most recent complete windows of --data",
+    )
+    p.add_argument(
         "--device", choices=["auto", "cpu", "cuda", "mps"], help="device; default: the run's"
     )
     return p
@@ -399,7 +406,7 @@ def predict(args: argparse.Namespace) -> pd.DataFrame:
     pipe = load(path, device=args.device)
     frame = _read_table(args.data)
     future = _read_table(args.future) if args.future is not None else None
-    forecasts = pipe.forecast(frame, future=future)
+    forecasts = pipe.forecast(frame, future=future, coverage=args.coverage)
     if parquet:
         atomic_write(out, lambda p: forecasts.to_parquet(p, index=False))
     else:

@@ -40,6 +40,7 @@ from forecast.data.scaling import StandardScaler
 from forecast.data.split import part_starts
 from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.evaluate import predict_dataset, predictions_frame
+from forecast.intervals import ConformalIntervals, window_scale
 from forecast.models.base import Forecaster
 
 FRAME_OPTIONS = ("fill", "gaps", "drop_duplicates")
@@ -329,21 +330,32 @@ class Pipeline:
             values[col] = numeric
         return values.to_numpy(dtype=np.float32)
 
-    def forecast(self, df: pd.DataFrame, future: pd.DataFrame | None = None) -> pd.DataFrame:
+    def forecast(
+        self,
+        df: pd.DataFrame,
+        future: pd.DataFrame | None = None,
+        *,
+        coverage: float | None = None,
+        calibration_windows: int = 1000,
+    ) -> pd.DataFrame:
         """Forecast the H steps after each series' last row, in original units.
 
         Calendar features of those steps are built from their timestamps; user-supplied
         known covariates come from `future` (rows for those timestamps; other rows are
-        ignored).
+        ignored). With `coverage`, split-conformal bounds are added (see `interval`).
 
         Args:
             df: the history, with the training frame's columns (one or many series); at
-                least `input_length` rows per series.
+                least `input_length` rows per series (`input_length + horizon` and more
+                with `coverage`: the intervals are calibrated on its complete windows).
             future: time column (and series id) plus the known covariates for the steps to
                 forecast; needed only when the model has user known covariates.
+            coverage: e.g. 0.8 adds `<target>_lower` and `<target>_upper` columns.
+            calibration_windows: most recent complete windows per series to calibrate on.
 
         Returns:
-            One block of H rows per series: [series id column if any, 'time', targets].
+            One block of H rows per series: [series id column if any, 'time', targets
+            (and their bounds)].
         """
         frame = self._frame(df)
         lay = self.layout
@@ -373,13 +385,48 @@ class Pipeline:
         ds = WindowDataset(torch.from_numpy(values), bounds[:-1], lay, series_index)
         pred = predict_dataset(self.model, ds).prediction
         original = scaler.inverse(pred, series_index, slice(0, lay.n_targets))
-        return forecast_frame(
+        table = forecast_frame(
             np.asarray(frame.series_ids, dtype=object),
             np.stack(times),
             list(lay.targets),
             original,
             self.roles.series_id,
         )
+        if coverage is None:
+            return table
+        radius = self.interval_radius(df, coverage, calibration_windows) * window_scale(ds)
+        for bound, sign in (("lower", -1.0), ("upper", 1.0)):
+            values = scaler.inverse(pred + sign * radius, series_index, slice(0, lay.n_targets))
+            for c, name in enumerate(lay.targets):
+                table[f"{name}_{bound}"] = values[:, :, c].reshape(-1)
+        return table
+
+    def interval_radius(
+        self, df: pd.DataFrame, coverage: float, calibration_windows: int = 1000
+    ) -> np.ndarray:
+        """[H, targets] split-conformal radius (scaled units, per unit of a window's
+        volatility) at `coverage`, from the most recent complete windows of `df`: the
+        errors this model makes on the series it is asked to forecast, scaled by each
+        window's mean absolute step, as the run's default intervals (`forecast.intervals`).
+
+        Args:
+            df: the history (needs `input_length + horizon` rows per series).
+            coverage: the coverage wanted, in (0, 1).
+            calibration_windows: most recent windows per series used.
+        """
+        if calibration_windows < 1:
+            raise ValueError(f"calibration_windows must be >= 1, got {calibration_windows}")
+        known = self.prepare(df).test
+        keep = np.concatenate(
+            [
+                np.flatnonzero(known.series_index == s)[-calibration_windows:]
+                for s in np.unique(known.series_index)
+            ]
+        )
+        windows = known.subset(keep)
+        preds = predict_dataset(self.model, windows)
+        cal = ConformalIntervals.calibrate(preds, windows, coverages=(coverage,), rolling=False)
+        return cal.radius[0]
 
     # ------------------------------------------------------------ persistence
     def metadata(self) -> dict[str, Any]:

@@ -380,3 +380,52 @@ def test_parquet_output_needs_pyarrow(run_dir, tmp_path, capsys):
         assert code == 2 and "writing Parquet needs pyarrow" in one_error_line(capsys)
         return
     assert code == 0 and len(pd.read_parquet(out)) == H
+
+
+def test_forecast_intervals_bracket_the_forecast_and_cover_what_follows(one_thread):
+    """80 % bounds from the frame's own recent windows: they bracket the point forecast,
+    and over 120 later origins of an AR(1) series (forecast from the history up to each
+    origin, scored against what followed) they cover 80 % of the values, +- 8 points."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    y = np.zeros(n)
+    for t in range(1, n):
+        y[t] = 0.8 * y[t - 1] + rng.normal()
+    df = pd.DataFrame({"date": pd.date_range("2024-01-01", periods=n, freq="h"), "y": y})
+    roles = ColumnRoles(("y",), calendar=False)
+    data = prepare_data(df, roles, input_length=L, horizon=H)
+    pipe = Pipeline.from_bundle(create_model("linear", data.layout).fit(data.train), data, roles)
+    hits = []
+    for origin in range(n - H - 120 * 2, n - H, 2):
+        out = pipe.forecast(df.iloc[: origin + 1], coverage=0.8, calibration_windows=300)
+        assert list(out.columns) == ["time", "y", "y_lower", "y_upper"]
+        assert (out["y_lower"] < out["y"]).all() and (out["y"] < out["y_upper"]).all()
+        actual = y[origin + 1 : origin + 1 + H]
+        hits.append((out["y_lower"].to_numpy() <= actual) & (actual <= out["y_upper"].to_numpy()))
+    coverage = float(np.mean(hits))
+    assert 0.72 <= coverage <= 0.88, coverage
+
+
+def test_forecast_intervals_need_a_complete_window(fitted_linear):
+    df, pipe = fitted_linear
+    with pytest.raises(ValueError, match="input length \\+ horizon"):
+        pipe.forecast(df.iloc[: L + 2], future=df, coverage=0.8)
+    with pytest.raises(ValueError, match="calibration_windows"):
+        pipe.forecast(df.iloc[:-H], future=df, coverage=0.8, calibration_windows=0)
+
+
+def test_predict_command_adds_bounds_with_coverage(run_dir, tmp_path, capsys):
+    new = _frame(200, seed=8)
+    new["date"] = pd.date_range("2025-03-01", periods=200, freq="h")
+    new.iloc[:150].to_csv(tmp_path / "new.csv", index=False)
+    new.iloc[150:160][["date", "k"]].to_csv(tmp_path / "future.csv", index=False)
+    args = ["predict", "--run", str(run_dir), "--model", "linear", "--data"]
+    args += [str(tmp_path / "new.csv"), "--future", str(tmp_path / "future.csv")]
+    out = tmp_path / "bounds.csv"
+    assert run_experiment.main([*args, "--out", str(out), "--coverage", "0.8"]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["time", "y", "y_lower", "y_upper"]
+    assert ((table["y_lower"] < table["y"]) & (table["y"] < table["y_upper"])).all()
+    bad = tmp_path / "bad.csv"
+    assert run_experiment.main([*args, "--out", str(bad), "--coverage", "1.5"]) == 2
+    assert "(0, 1)" in one_error_line(capsys) and not bad.exists()
