@@ -225,7 +225,10 @@ class Pipeline:
             df: a frame with the training frame's columns (one or many series).
             stride: step between windows.
         """
-        frame = self._frame(df)
+        return self._bundle(self._frame(df), stride)
+
+    def _bundle(self, frame: SeriesFrame, stride: int = 1) -> DataBundle:
+        """`prepare` of an already validated frame (its values are scaled in place)."""
         lay = self.layout
         span = lay.input_length + lay.horizon
         self._check_length(
@@ -394,7 +397,7 @@ class Pipeline:
         )
         if coverage is None:
             return table
-        radius = self.interval_radius(df, coverage, calibration_windows) * window_scale(ds)
+        radius = self._radius(frame, coverage, calibration_windows) * window_scale(ds)
         for bound, sign in (("lower", -1.0), ("upper", 1.0)):
             values = scaler.inverse(pred + sign * radius, series_index, slice(0, lay.n_targets))
             for c, name in enumerate(lay.targets):
@@ -414,9 +417,13 @@ class Pipeline:
             coverage: the coverage wanted, in (0, 1).
             calibration_windows: most recent windows per series used.
         """
+        return self._radius(self._frame(df), coverage, calibration_windows)
+
+    def _radius(self, frame: SeriesFrame, coverage: float, calibration_windows: int) -> np.ndarray:
+        """`interval_radius` of an already validated frame (scaled in place)."""
         if calibration_windows < 1:
             raise ValueError(f"calibration_windows must be >= 1, got {calibration_windows}")
-        known = self.prepare(df).test
+        known = self._bundle(frame).test
         keep = np.concatenate(
             [
                 np.flatnonzero(known.series_index == s)[-calibration_windows:]

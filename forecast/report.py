@@ -23,6 +23,7 @@ from forecast import compare
 from forecast.config import ExperimentConfig
 from forecast.data.prepare import DataBundle
 from forecast.evaluate import Predictions, predictions_frame
+from forecast.io import atomic_write
 from forecast.plots import (
     backtest_plot,
     forecast_plot,
@@ -31,7 +32,7 @@ from forecast.plots import (
     leaderboard_plot,
     plot_windows,
 )
-from forecast.runs import RunFolder, atomic_write
+from forecast.runs import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -300,6 +301,7 @@ def _blocks(run_dir: Path) -> list[Block]:
     cfg, data = resolved["config"], resolved["data"]
     lay = data["layout"]
     board = pd.read_csv(run_dir / "leaderboard.csv")
+    per_step = pd.read_csv(run_dir / "per_horizon.csv")
     sig = pd.read_csv(run_dir / "significance.csv")
     git = env.get("git", {}).get("commit", "unknown")
     pkgs = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
@@ -318,7 +320,7 @@ def _blocks(run_dir: Path) -> list[Block]:
         ("p", _note_from(cfg, sig)),
         ("img", "plots/leaderboard.png"),
         ("h2", "Error per forecast step"),
-        ("table", horizon_table(pd.read_csv(run_dir / "per_horizon.csv"), board)),
+        ("table", horizon_table(per_step, board)),
         ("img", "plots/horizon_mse.png"),
         ("h2", "Forecasts"),
         ("img", "plots/forecasts.png"),
@@ -331,7 +333,7 @@ def _blocks(run_dir: Path) -> list[Block]:
             "(run.predictions = 'csv' adds every window as predictions/<model>.csv).",
         ),
     ]
-    blocks += interval_blocks(board, pd.read_csv(run_dir / "per_horizon.csv"))
+    blocks += interval_blocks(board, per_step)
     training = training_table(run_dir)
     if training is not None:
         blocks += [("h2", "Training"), ("table", training), ("p", _training_note(training))]
