@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from forecast import checkpoint
+from forecast import checkpoint, distributed
 from forecast.checkpoint import load_checkpoint
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
@@ -341,7 +341,8 @@ class TorchForecaster(Forecaster):
             warm_start(train)
         optimizer = self._optimizer()
         precision = _Precision(cfg.amp, self.device)
-        self._train_network = torch.compile(self.network) if cfg.compile else self.network
+        net = distributed.wrap(self.network, cfg.seed)  # [ddp] DDP under a process group
+        self._train_network = torch.compile(net) if cfg.compile else net
         scheduler = self._lr_scheduler(optimizer)
         tf_schedule = cfg.teacher_forcing_schedule()
         val = even_subset(val, cfg.max_val_windows) if val is not None and len(val) else None
@@ -350,13 +351,13 @@ class TorchForecaster(Forecaster):
             total=cfg.epochs * math.ceil(n_train / cfg.batch_size),
             desc=self.name,
             unit="batch",
-            disable=not cfg.progress,
+            disable=not cfg.progress or not distributed.is_main(),  # [ddp]
         )
         rows, best, best_state, waited, phase = [], math.inf, None, 0, 1
         self.stopped_early_ = False
         if warm_start is not None and val is not None:
             # The warm start is a candidate too (best_epoch_ 0): training must beat it.
-            best, self.best_epoch_ = self.evaluate_loss(val), 0
+            best, self.best_epoch_ = distributed.reduced_loss(self.evaluate_loss, val), 0  # [ddp]
             best_state = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
         # Free-running training loss under teacher forcing: on as many windows as validated.
         train_check = even_subset(train, len(val) if val is not None else cfg.max_val_windows)
@@ -373,7 +374,9 @@ class TorchForecaster(Forecaster):
                 pick = torch.randperm(len(train), generator=generator)[:n_train]
                 part = train.subset(np.sort(pick.numpy()))
             train_loss = self._train_epoch(part, optimizer, ratio, generator, bar, precision)
-            val_loss = self.evaluate_loss(val) if val is not None else math.nan
+            val_loss = (
+                distributed.reduced_loss(self.evaluate_loss, val) if val is not None else math.nan
+            )  # [ddp]
             lr = optimizer.param_groups[0]["lr"]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val_loss if val is not None else train_loss)
@@ -455,7 +458,7 @@ class TorchForecaster(Forecaster):
         cfg: TrainConfig = self.config
         self.network.train()
         total, count = 0.0, 0
-        for batch in ds.iter_batches(cfg.batch_size, shuffle=True, generator=generator):
+        for batch, weight, n in distributed.train_batches(ds, cfg.batch_size, generator):  # [ddp]
             batch = _to(batch, self.device)
             with precision.autocast():
                 output = self._train_network(
@@ -468,15 +471,15 @@ class TorchForecaster(Forecaster):
                     "expected a finite value (try a lower lr or grad_clip)"
                 )
             optimizer.zero_grad(set_to_none=True)
-            precision.backward(loss)
+            precision.backward(loss * weight if weight != 1.0 else loss)  # [ddp] share weight
             if cfg.grad_clip is not None:
                 precision.unscale(optimizer)
                 nn.utils.clip_grad_norm_(self.network.parameters(), cfg.grad_clip, foreach=True)
             precision.step(optimizer)
-            n = len(batch["origin"])
             total, count = total + loss.item() * n, count + n
             bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4f}", tf=f"{ratio:.2f}", refresh=False)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}", tf=f"{ratio:.2f}", refresh=False)
+        total, count = distributed.sum_over_ranks(total, count)  # [ddp]
         return total / count
 
     def evaluate_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
