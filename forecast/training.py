@@ -580,12 +580,14 @@ class TorchForecaster(Forecaster):
 
     # ----------------------------------------------------------- persistence
     def save_history(self, path: str | Path) -> Path:
-        """Write `history_` as CSV.
+        """Write `history_` as CSV (under a process group: rank 0 only).
 
         Args:
             path: destination file.
         """
         path = Path(path)
+        if not distributed.is_main():  # [ddp] rank 0 writes
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.history_.to_csv(path, index=False)
         return path
@@ -600,6 +602,8 @@ class TorchForecaster(Forecaster):
                 defaults to `self.scaler` (set by `load_checkpoint`).
         """
         self._check_fitted()
+        if not distributed.is_main():  # [ddp] rank 0 writes (under a process group)
+            return Path(path)
         return checkpoint.save_checkpoint(self, path, scaler)
 
 
