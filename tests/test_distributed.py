@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,3 +153,36 @@ def test_a_failing_rank_stops_the_job(hang: bool) -> None:
     else:
         assert "rank 1 fails on purpose" in str(err.value)
     assert elapsed < 60
+
+
+def _torchrun(*args: str, tmp: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmp / "scratch"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    script = Path(__file__).resolve().parents[1] / "run_experiment.py"
+    return subprocess.run(
+        [*cmd, str(script), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_run_experiment_under_torchrun_writes_one_run_folder_and_resumes(tmp_path: Path) -> None:
+    (tmp_path / "scratch").mkdir()
+    runs = tmp_path / "runs"
+    common = ["--no-progress", "--set", "run.interpret=false"]
+    done = _torchrun(
+        "--models", "lstm", "--synthetic-rows", "1200", "--seeds", "0",
+        "--set", "train.epochs=2", "--set", f"run.output_dir={runs}", *common, tmp=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = runs.iterdir()  # rank 1 wrote nothing here
+    assert (run_dir / "results/lstm/seed0.json").is_file()
+    assert (run_dir / "history/lstm_seed0.csv").is_file()
+    assert not list((tmp_path / "scratch").glob("rank1-*"))  # rank 1 removed its scratch folder
+    for ext in ("json", "npz"):  # as if interrupted before the lstm finished
+        (run_dir / f"results/lstm/seed0.{ext}").unlink()
+    again = _torchrun("--resume", str(run_dir), "--no-progress", tmp=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "naive seed 0: reusing" in again.stderr
+    assert "lstm seed 0: reusing" not in again.stderr
+    assert (run_dir / "results/lstm/seed0.json").is_file()
+    assert list(runs.iterdir()) == [run_dir]
