@@ -114,7 +114,8 @@ def _single_series(args: argparse.Namespace) -> WindowDataset:
     rows = int((args.steps * args.batch_size + args.input_length + args.horizon) / 0.7) + 1
     syn = make_driver_dataset(rows, seed=0, n_covariates=args.covariates)
     frame = syn.frame.rename(columns={syn.target: "target"})
-    roles = ColumnRoles(("target",), tuple(syn.covariates), calendar=False)
+    covariates = () if args.target_only else tuple(syn.covariates)
+    roles = ColumnRoles(("target",), covariates, calendar=False)
     return prepare_data(frame, roles, input_length=args.input_length, horizon=args.horizon).train
 
 
@@ -123,6 +124,7 @@ def main() -> None:
     p.add_argument("--series", type=int, default=20_000)
     p.add_argument("--rows", type=int, default=200, help="rows per series")
     p.add_argument("--covariates", type=int, default=4)
+    p.add_argument("--target-only", action="store_true", help="window the target alone (1 column)")
     p.add_argument("--input-length", type=int, default=48)
     p.add_argument("--horizon", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=64)
@@ -145,6 +147,8 @@ def main() -> None:
     long, _ = make_panel_dataset(args.series, args.rows, seed=0, n_covariates=args.covariates)
     generate_s = time.perf_counter() - t0
     covariates = [c for c in long.columns if c not in ("series_id", "date", "target")]
+    if args.target_only:
+        long, covariates = long[["series_id", "date", "target"]], []
     t0 = time.perf_counter()
     frame = prepare_frame(long, _roles(covariates))
     frame_s = time.perf_counter() - t0
