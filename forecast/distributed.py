@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from forecast.data.windows import Batch, WindowDataset
+from forecast.data.windows import Batch, WindowDataset, permutation
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -184,7 +184,7 @@ def train_batches(
             yield batch, 1.0, len(batch["origin"])
         return
     world, r = world_size(), rank()
-    order = torch.randperm(len(ds), generator=generator).numpy()
+    order = permutation(len(ds), generator).numpy()  # the order iter_batches draws
     if r > 0:  # own teacher-forcing coins; rank 0 draws them as a single process would
         generator.manual_seed((int(order[0]) * len(ds) + int(order[-1])) * world + r)
     for share, total in rank_shares(order, batch_size, world, r):

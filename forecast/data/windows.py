@@ -62,6 +62,18 @@ class WindowLayout:
         return self.targets + self.past_covariates + self.known_covariates
 
 
+def permutation(n: int, generator: torch.Generator | None = None) -> Tensor:
+    """A random order of `n` window positions: the values of `torch.randperm(n)`, stored
+    as int32 when they fit (half the memory of an epoch's shuffle over many windows).
+
+    Args:
+        n: number of positions.
+        generator: torch random generator.
+    """
+    dtype = torch.int32 if n < 2**31 else torch.int64
+    return torch.randperm(n, generator=generator, dtype=dtype)
+
+
 class WindowDataset(torch.utils.data.Dataset):
     """Windows over a series array: `{past_target, past_covariates, past_known,
     future_known, future_target, series_index, origin}`.
@@ -171,6 +183,13 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._starts) if self._runs is None else int(self._runs[1][-1])
 
+    def index_bytes(self) -> int:
+        """Bytes this dataset holds besides the shared data: the runs, or the start and
+        series arrays (including any materialised by `starts` / `series_index`)."""
+        held = [a for a in (self._starts, self._series) if a is not None]
+        held += [a for a in (self._runs or ()) if isinstance(a, np.ndarray)]
+        return sum(a.nbytes if a.strides != (0,) else a.itemsize for a in held)
+
     def __getitem__(self, i: int) -> Batch:
         batch = self.batch(np.array([i]))
         return {k: v[0] for k, v in batch.items()}
@@ -212,7 +231,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        order = permutation(n, generator) if shuffle else torch.arange(n)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for lo in range(0, stop, batch_size):
             yield self.batch(order[lo : min(lo + batch_size, stop)])
