@@ -59,12 +59,18 @@ def _data() -> tuple[WindowDataset, WindowDataset]:
 
 
 def _fit(batch_size: int) -> tuple[list, dict]:
+    """Train `lstm` in float64 on one thread: (loss history, weights)."""
+    threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(1)
     torch.set_default_dtype(torch.float64)
-    train, val = _data()
-    assert len(train) % BATCH != 0
-    model = create_model("lstm", train.layout, **{**PARAMS, "batch_size": batch_size})
-    model.fit(train, val)
+    try:
+        train, val = _data()
+        assert len(train) % BATCH != 0
+        model = create_model("lstm", train.layout, **{**PARAMS, "batch_size": batch_size})
+        model.fit(train, val)
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_default_dtype(dtype)
     cols = ["train_loss", "val_loss"]
     return model.history_[cols].to_numpy().tolist(), model.state_dict()
 
@@ -83,6 +89,32 @@ def _train_rank(r: int, world: int, port: int, out: str) -> None:
         history, state = _fit(BATCH)  # the global batch: `train_batches` shares it
         if distributed.is_main():
             torch.save({"history": history, "state": state}, out)
+    finally:
+        distributed.shutdown()
+
+
+def _recording_rank(r: int, world: int, port: int, out: str) -> None:
+    """Train with dropout and teacher forcing (each rank its own draws) and store the
+    origins of the windows this rank trained on, per epoch, and the final weights."""
+    _join(r, world, port, 60)
+    seen: list[list[int]] = []
+    plain = distributed.train_batches
+
+    def recording(ds, batch_size, generator):
+        seen.append([])
+        for batch, weight, n in plain(ds, batch_size, generator):
+            seen[-1] += batch["origin"][:n].tolist()
+            yield batch, weight, n
+
+    distributed.train_batches = recording
+    torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float64)  # this process's own default
+    try:
+        train, val = _data()
+        params = {**PARAMS, "epochs": 2, "dropout": 0.2, "teacher_forcing": 0.5}
+        model = create_model("lstm", train.layout, **params, decoding="autoregressive")
+        model.fit(train, val)
+        torch.save({"seen": seen, "state": model.state_dict()}, f"{out}.{r}")
     finally:
         distributed.shutdown()
 
@@ -134,12 +166,25 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     mp.spawn(_train_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     ddp = torch.load(out)
     history, state = _fit(BATCH)
-    torch.set_default_dtype(torch.float32)
     assert len(ddp["history"]) == len(history) == PARAMS["epochs"]
     np.testing.assert_allclose(ddp["history"], history, rtol=0, atol=1e-5)
     assert state.keys() == ddp["state"].keys()
     for key, value in state.items():
         torch.testing.assert_close(ddp["state"][key], value, rtol=0, atol=1e-5, msg=key)
+
+
+def test_with_dropout_and_teacher_forcing_every_window_once_per_epoch(tmp_path: Path) -> None:
+    """Ranks draw their own dropout masks and coins (so the shuffling generators would
+    drift apart without the sync after each epoch); each epoch still covers every
+    training window exactly once over the ranks, and the ranks end with equal weights."""
+    out = str(tmp_path / "seen")
+    mp.spawn(_recording_rank, args=(2, _free_port(), out), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.{r}") for r in range(2)]
+    origins = sorted(_data()[0].origin_rows().tolist())
+    for epoch in range(2):
+        assert sorted(ranks[0]["seen"][epoch] + ranks[1]["seen"][epoch]) == origins
+    for key, value in ranks[0]["state"].items():
+        torch.testing.assert_close(ranks[1]["state"][key], value, rtol=0, atol=0, msg=key)
 
 
 @pytest.mark.parametrize("hang", [False, True], ids=["raises", "hangs"])
@@ -150,6 +195,7 @@ def test_a_failing_rank_stops_the_job(hang: bool) -> None:
     elapsed = time.perf_counter() - start
     if hang:  # rank 0's collective times out after the group's 5 s
         assert "Timed out" in str(err.value) or "timeout" in str(err.value).lower()
+        assert elapsed >= 5
     else:
         assert "rank 1 fails on purpose" in str(err.value)
     assert elapsed < 60
