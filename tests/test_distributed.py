@@ -173,6 +173,7 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
         torch.testing.assert_close(ddp["state"][key], value, rtol=0, atol=1e-5, msg=key)
 
 
+@pytest.mark.slow  # ~20 s; the sampler's own test runs by default
 def test_with_dropout_and_teacher_forcing_every_window_once_per_epoch(tmp_path: Path) -> None:
     """Ranks draw their own dropout masks and coins (so the shuffling generators would
     drift apart without the sync after each epoch); each epoch still covers every
