@@ -28,6 +28,11 @@ Examples:
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
 
+Data-parallel training (DDP) of the neural models: launch the same command on every rank
+with torchrun; rank 0 writes the run folder, the other ranks train with it (see README,
+"Scaling out"):
+    torchrun --nproc-per-node 2 run_experiment.py --config configs/quick.toml --models lstm
+
 Forecast the steps after the end of new data with a saved model (a run keeps every model
 and seed as models/<name>_seed<k>.pt; `predict --help` for details):
     python run_experiment.py predict --run runs/20250101-120000 --model lstm \
@@ -39,8 +44,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -442,6 +450,61 @@ def predict_main(argv: list[str]) -> int:
     return 0
 
 
+def launched_as_ranks() -> bool:
+    """Whether torchrun (or another launcher) started this process as one of several
+    ranks; checked without importing torch."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def run_ranked(cfg: ExperimentConfig | None, resume_dir: str | None) -> ExperimentResult:
+    """The experiment on one rank of a process group (`torchrun`).
+
+    Every rank runs the same experiment in the same order, in-process (`run.workers` 1),
+    so the neural models' fits meet in the same collectives; baselines, predictions and
+    scores are repeated on every rank (cheap next to training). Rank 0 writes the run
+    folder; the other ranks write into a temporary folder, removed afterwards (on
+    resume: a copy of the run folder without checkpoints, taken before rank 0 changes
+    anything, so every rank skips the same finished pairs).
+
+    Args:
+        cfg: the experiment; None with `resume_dir`.
+        resume_dir: the run folder to finish, or None for a new run.
+    """
+    import torch.distributed as dist
+
+    from forecast import distributed
+    from forecast.experiment import run
+    from forecast.runs import RunFolder
+
+    main = distributed.is_main()
+    scratch = None if main else Path(tempfile.mkdtemp(prefix=f"rank{distributed.rank()}-"))
+    try:
+        if resume_dir is not None:
+            folder = RunFolder.existing(resume_dir)  # every rank: the same clear error
+            if scratch is not None:
+                copy = scratch / folder.path.name
+                shutil.copytree(folder.path, copy, ignore=shutil.ignore_patterns("*.pt"))
+                folder = RunFolder.existing(copy)
+            dist.barrier()  # the copies are taken before rank 0 writes anything
+            from forecast.config import config_from_dict
+
+            cfg = config_from_dict(folder.config()["config"])
+        if cfg.run.workers > 1 and main:
+            logging.getLogger(__name__).warning(
+                "run.workers = %d is ignored under torchrun: each rank fits in-process",
+                cfg.run.workers,
+            )
+        cfg.run.workers = 1
+        if scratch is not None:
+            cfg.run.output_dir, cfg.run.progress = str(scratch), False
+            if resume_dir is None:  # (on resume the config must stay the stored one)
+                cfg.run.interpret = False  # reads, never trains: rank 0 alone does it
+        return run(cfg, resume_dir=None if resume_dir is None else folder.path)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 done, 2 bad input or a file-system error such
     as a read-only folder or a full disk, 130 interrupted). `predict` as the first argument
@@ -461,6 +524,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_models or args.list_datasets:
         _list(args)
         return 0
+    ranked = launched_as_ranks() and not args.check
+    prefix = ""
+    if ranked:
+        from forecast import distributed
+
+        distributed.init_from_env()
+        if not distributed.is_main():  # rank 0 logs for the job; the others only errors
+            logging.getLogger().setLevel(logging.ERROR)
+            prefix = f"rank {distributed.rank()}: "
     try:
         if args.resume:
             given = args.config or args.overrides or _shortcut_overrides(args)
@@ -471,7 +543,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             from forecast.experiment import resume
 
-            result = resume(args.resume, progress=False if args.no_progress else None)
+            no_progress = False if args.no_progress else None
+            result = (
+                run_ranked(None, args.resume)
+                if ranked
+                else resume(args.resume, progress=no_progress)
+            )
         else:
             cfg = config_from_args(args)
             if args.check:
@@ -479,14 +556,18 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             from forecast.experiment import run
 
-            result = run(cfg)
+            result = run_ranked(cfg, None) if ranked else run(cfg)
     except (ValueError, OSError) as err:  # bad input or a file-system fault: one clear line
-        print(f"error: {describe_error(err)}", file=sys.stderr)
+        print(f"{prefix}error: {describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; finish the run with --resume RUN_DIR (see the log)", file=sys.stderr)
         return 130
-    _print_result(result)
+    finally:
+        if ranked:
+            distributed.shutdown()
+    if not prefix:  # rank 0 or a single process
+        _print_result(result)
     return 0
 
 

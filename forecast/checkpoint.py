@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from forecast import distributed
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import WindowLayout
 from forecast.io import atomic_write_bytes
@@ -126,7 +127,8 @@ def save_checkpoint(
     scaler: StandardScaler | None = None,
     pipeline: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a fitted forecaster (a torch model or a baseline), atomically.
+    """Write a fitted forecaster (a torch model or a baseline), atomically; under a
+    process group (`forecast.distributed`) only rank 0 writes.
 
     Args:
         model: a fitted forecaster.
@@ -134,6 +136,8 @@ def save_checkpoint(
         scaler: the data's scaler; defaults to `model.scaler` (torch models).
         pipeline: a `Pipeline`'s plain-data metadata (see `forecast.pipeline`), if any.
     """
+    if not distributed.is_main():  # [ddp] rank 0 writes
+        return Path(path)
     scaler = scaler if scaler is not None else getattr(model, "scaler", None)
     cls = type(model)
     torch_model = isinstance(model, TorchForecaster)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from forecast import distributed
 from forecast.data.windows import Batch, WindowDataset
 from forecast.params import check_choices
 from forecast.teacher_forcing import SCHEDULES, TeacherForcingSchedule
@@ -355,7 +356,8 @@ class Trainer:
             warm_start(train)
         optimizer = self._optimizer()
         precision = _Precision(cfg.amp, model.device)
-        self._train_network = torch.compile(network) if cfg.compile else network
+        net = distributed.wrap(network, cfg.seed)  # [ddp] DDP under a process group
+        self._train_network = torch.compile(net) if cfg.compile else net
         scheduler = self._lr_scheduler(optimizer)
         tf_schedule = cfg.teacher_forcing_schedule()
         val = even_subset(val, cfg.max_val_windows) if val is not None and len(val) else None
@@ -364,13 +366,13 @@ class Trainer:
             total=cfg.epochs * math.ceil(n_train / cfg.batch_size),
             desc=model.name,
             unit="batch",
-            disable=not cfg.progress,
+            disable=not cfg.progress or not distributed.is_main(),  # [ddp]
         )
         rows, best, best_state, waited, phase = [], math.inf, None, 0, 1
         best_epoch, stopped_early = None, False
         if warm_start is not None and val is not None:
             # The warm start is a candidate too (best epoch 0): training must beat it.
-            best, best_epoch = model.evaluate_loss(val), 0
+            best, best_epoch = distributed.reduced_loss(model.evaluate_loss, val), 0  # [ddp]
             best_state = _weights(network)
         # Free-running training loss under teacher forcing: on as many windows as validated.
         train_check = even_subset(train, len(val) if val is not None else cfg.max_val_windows)
@@ -387,7 +389,9 @@ class Trainer:
                 pick = torch.randperm(len(train), generator=generator)[:n_train]
                 part = train.subset(np.sort(pick.numpy()))
             train_loss = self._train_epoch(part, optimizer, ratio, generator, bar, precision)
-            val_loss = model.evaluate_loss(val) if val is not None else math.nan
+            val_loss = (  # [ddp] reduced over the ranks
+                distributed.reduced_loss(model.evaluate_loss, val) if val is not None else math.nan
+            )
             lr = optimizer.param_groups[0]["lr"]
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(val_loss if val is not None else train_loss)
@@ -470,7 +474,7 @@ class Trainer:
         cfg, model = self.config, self.model
         model.network.train()
         total, count = 0.0, 0
-        for batch in ds.iter_batches(cfg.batch_size, shuffle=True, generator=generator):
+        for batch, weight, n in distributed.train_batches(ds, cfg.batch_size, generator):  # [ddp]
             batch = to_device(batch, model.device)
             with precision.autocast():
                 output = self._train_network(
@@ -484,15 +488,15 @@ class Trainer:
                     "expected a finite value (try a lower lr or grad_clip)"
                 )
             optimizer.zero_grad(set_to_none=True)
-            precision.backward(loss)
+            precision.backward(loss * weight if weight != 1.0 else loss)  # [ddp] share weight
             if cfg.grad_clip is not None:
                 precision.unscale(optimizer)
                 nn.utils.clip_grad_norm_(model.network.parameters(), cfg.grad_clip, foreach=True)
             precision.step(optimizer)
-            n = len(batch["origin"])
             total, count = total + loss.item() * n, count + n
             bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.4f}", tf=f"{ratio:.2f}", refresh=False)
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}", tf=f"{ratio:.2f}", refresh=False)
+        total, count = distributed.sum_over_ranks(total, count)  # [ddp]
         return total / count
 
     def _optimizer(self) -> torch.optim.Optimizer:

@@ -180,3 +180,49 @@ def test_shuffled_batches_are_seeded(hourly_frame):
     ]
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert sorted(torch.cat(first).tolist()) == sorted((data.train.starts + 23).tolist())
+
+
+def test_windows_as_runs_equal_the_same_windows_as_arrays():
+    """`from_runs` (what `prepare_data` builds: a few numbers per series) gives the same
+    windows, batches and subsets as the explicit start and series arrays."""
+    from forecast.data.windows import WindowDataset, WindowLayout
+
+    lay = WindowLayout(3, 2, ("y",), ("x",))
+    data = torch.arange(80, dtype=torch.float32).reshape(40, 2)
+    firsts, counts, series = np.array([0, 12, 20, 24]), np.array([4, 0, 3, 5]), np.arange(4)
+    runs = WindowDataset.from_runs(data, firsts, counts, 2, lay, series)
+    starts = np.concatenate([f + 2 * np.arange(c) for f, c in zip(firsts, counts)])
+    sidx = np.repeat(series, counts).astype(np.int32)
+    arrays = WindowDataset(data, starts, lay, sidx)
+    assert len(runs) == len(arrays) == 12
+    pick = np.array([11, 0, 5, 4, 3, 7])
+    for a, b in ((runs.batch(pick), arrays.batch(pick)), (runs[6], arrays[6])):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    mask = np.arange(12) % 3 == 0
+    assert runs.subset(mask).starts.tolist() == arrays.subset(mask).starts.tolist()
+    assert runs.subset(pick).series_index.tolist() == sidx[pick].tolist()
+    assert runs.starts.tolist() == starts.tolist()
+    assert runs.series_index.tolist() == sidx.tolist()
+    one = WindowDataset.from_runs(data, np.array([1]), np.array([5]), 1, lay, np.array([0]))
+    assert one.series_index.strides == (0,)  # one series: a zero-stride view
+    with pytest.raises(ValueError, match="window starts out of range for a series of 40"):
+        WindowDataset.from_runs(data, np.array([30]), np.array([4]), 2, lay, np.array([0]))
+
+
+def test_prepare_data_holds_a_few_numbers_per_series_not_per_window():
+    frame = pd.DataFrame(
+        {
+            "sid": np.repeat(["a", "b", "c"], 60),
+            "date": np.tile(pd.date_range("2024-01-01", periods=60, freq="h"), 3),
+            "y": np.arange(180.0) % 7,
+        }
+    )
+    roles = ColumnRoles(("y",), calendar=False, series_id="sid")
+    bundle = prepare_data(frame, roles, input_length=6, horizon=2)
+    firsts, offsets, stride, series = bundle.train._runs
+    assert len(firsts) == len(series) == 3 and offsets[-1] == len(bundle.train) == 3 * 35
+    assert bundle.train._starts is None  # nothing per window until asked for
+    assert bundle.train.series_index.tolist() == [0] * 35 + [1] * 35 + [2] * 35
+    assert bundle.train.starts[[0, 35, 70]].tolist() == [0, 60, 120]

@@ -420,11 +420,15 @@ def prepare_frame(
     if roles.series_id is None:
         groups = [("", np.arange(len(df)))]
     else:
-        ids = df[roles.series_id].astype(str).to_numpy()
-        order = pd.unique(ids)
-        groups = [(str(s), np.flatnonzero(ids == s)) for s in order]
+        # Each series' rows, series in order of first appearance: one sort, not a scan of
+        # every row per series (quadratic for a panel of many series).
+        codes, ids = pd.factorize(df[roles.series_id].astype(str).to_numpy())
+        cuts = np.cumsum(np.bincount(codes, minlength=len(ids)))[:-1]
+        rows_of = np.split(np.argsort(codes, kind="stable"), cuts)
+        groups = [(str(s), rows) for s, rows in zip(ids, rows_of)]
 
     blocks, stamps, bounds = [], [], [0]
+    table = df[value_cols]  # once: a column selection per series costs a frame each
     for sid, rows in groups:
         times = times_all[rows]
         names = _row_names(rows, sid, positions)
@@ -432,7 +436,7 @@ def prepare_frame(
         this_freq = STEP if step_index else (freq or _infer_freq(times))
         freq = this_freq  # every series shares the first one's frequency
         grid = _check_regular(times, freq, sid, gaps, names)
-        values = df[value_cols].iloc[rows].to_numpy(dtype=np.float32, copy=True)
+        values = table.iloc[rows].to_numpy(dtype=np.float32, copy=True)
         if grid is not None:  # gaps='fill': missing timestamps become NaN rows, then filled
             log.warning(
                 "inserted %d missing timestamp(s)%s, values filled with %r",

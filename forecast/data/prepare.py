@@ -21,7 +21,7 @@ from forecast.data.frame import (
     with_calendar,
 )
 from forecast.data.scaling import StandardScaler
-from forecast.data.split import SplitSpec, part_starts
+from forecast.data.split import SplitSpec, part_range
 from forecast.data.windows import WindowDataset, WindowLayout
 
 PARTS = ("train", "val", "test")
@@ -174,29 +174,25 @@ def prepare_data(
     )
     tensor = torch.from_numpy(frame.values)  # shares memory with frame.values
     parts: dict[str, WindowDataset | None] = {}
+    series = np.arange(frame.n_series, dtype=np.int32)
     for part in PARTS:
         part_stride = 1 if part == "train" else stride
-        starts, sidx = [], []
-        for s, b in enumerate(borders):
-            st = part_starts(b, part, input_length, horizon, part_stride)
-            st += frame.bounds[s]  # in place: no second copy of a long index
-            starts.append(st)
-            sidx.append(np.full(len(st), s, dtype=np.int32) if frame.n_series > 1 else None)
-        all_starts = starts[0] if len(starts) == 1 else np.concatenate(starts)
-        if len(all_starts) == 0 and part != "val":
+        # One run of windows per series: a few numbers each, not one per window.
+        firsts, counts = np.array(
+            [part_range(b, part, input_length, horizon, part_stride) for b in borders],
+            dtype=np.int64,
+        ).T
+        firsts += frame.bounds[:-1]
+        if counts.sum() == 0 and part != "val":
             need = {"train": "train_end", "test": "test_end - val_end"}[part]
             raise ValueError(
                 f"the {part} part has no complete window: it needs {need} >= "
                 f"{'input_length + ' if part == 'train' else ''}horizon = "
                 f"{span if part == 'train' else horizon} rows, got borders {borders[0]}"
             )
-        # One series: a zero-stride view instead of an index array per window.
-        series_index = (
-            np.concatenate(sidx)
-            if frame.n_series > 1
-            else np.broadcast_to(np.int32(0), all_starts.shape)
-        )
         parts[part] = (
-            WindowDataset(tensor, all_starts, layout, series_index) if len(all_starts) else None
+            WindowDataset.from_runs(tensor, firsts, counts, part_stride, layout, series)
+            if counts.sum()
+            else None
         )
     return DataBundle(frame, scaler, layout, borders, parts["train"], parts["val"], parts["test"])

@@ -109,6 +109,25 @@ class SplitSpec:
         return b
 
 
+def part_range(
+    borders: tuple[int, int, int], part: str, input_length: int, horizon: int, stride: int = 1
+) -> tuple[int, int]:
+    """(first start row, number of windows) of one part of one series; the windows start
+    at first, first + stride, ... (`part_starts`).
+
+    Args:
+        borders: (train_end, val_end, test_end) rows of the series.
+        part: 'train', 'val' or 'test'.
+        input_length: encoder length L.
+        horizon: forecast length H.
+        stride: step between consecutive windows.
+    """
+    lo, hi = {"train": (0, borders[0]), "val": borders[:2], "test": borders[1:]}[part]
+    first = max(0, lo - input_length)
+    last = hi - input_length - horizon  # inclusive
+    return first, 0 if last < first else (last - first) // stride + 1
+
+
 def part_starts(
     borders: tuple[int, int, int], part: str, input_length: int, horizon: int, stride: int = 1
 ) -> np.ndarray:
@@ -121,9 +140,5 @@ def part_starts(
         horizon: forecast length H.
         stride: step between consecutive windows.
     """
-    lo, hi = {"train": (0, borders[0]), "val": borders[:2], "test": borders[1:]}[part]
-    first = max(0, lo - input_length)
-    last = hi - input_length - horizon  # inclusive
-    if last < first:
-        return np.empty(0, dtype=np.int64)
-    return np.arange(first, last + 1, stride, dtype=np.int64)
+    first, count = part_range(borders, part, input_length, horizon, stride)
+    return first + stride * np.arange(count, dtype=np.int64)

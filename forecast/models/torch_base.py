@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from forecast import distributed
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.base import EVAL_MEMORY_BYTES, Forecaster, ForecastOutput, ModelConfig
@@ -200,12 +201,14 @@ class TorchForecaster(Forecaster):
 
     # ----------------------------------------------------------- persistence
     def save_history(self, path: str | Path) -> Path:
-        """Write `history_` as CSV.
+        """Write `history_` as CSV (under a process group: rank 0 only).
 
         Args:
             path: destination file.
         """
         path = Path(path)
+        if not distributed.is_main():  # [ddp] rank 0 writes
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.history_.to_csv(path, index=False)
         return path
