@@ -27,6 +27,7 @@ Examples:
         --split timestamps --split-at 2020-03-01 2020-04-01
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
+    python run_experiment.py --config configs/quick.toml --executor ray --address HOST:6379
 
 Forecast the steps after the end of new data with a saved model (a run keeps every model
 and seed as models/<name>_seed<k>.pt; `predict --help` for details):
@@ -153,7 +154,20 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
         {"choices": ["npz", "csv", "none"], "help": "prediction files: sample, full CSV, none"},
     ),
     ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
+    (
+        "--workers",
+        "run.workers",
+        {"type": int, "help": "fits in parallel; with --search: processes sharing the study"},
+    ),
+    (
+        "--executor",
+        "run.executor",
+        {"choices": ["local", "ray"], "help": "where the fits run: here, or Ray tasks"},
+    ),
+    ("--address", "run.address", {"help": "Ray cluster HOST:PORT (or 'auto'); default: local"}),
 ]
+RESUME_SHORTCUTS = ("run.executor", "run.address")
+"""Shortcuts `--resume` accepts: where the remaining fits run, which cannot change them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -452,15 +466,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         if args.resume:
-            given = args.config or args.overrides or _shortcut_overrides(args)
+            where = _shortcut_overrides(args)
+            given = args.config or args.overrides or set(where) - set(RESUME_SHORTCUTS)
             if given:
                 raise ConfigError(
                     "--resume takes the run folder alone (its config.json is used); "
-                    "drop --config, --set and the shortcut options"
+                    "drop --config, --set and the shortcut options (except --executor and "
+                    "--address)"
                 )
             from forecast.experiment import resume
 
-            result = resume(args.resume, progress=False if args.no_progress else None)
+            result = resume(
+                args.resume,
+                progress=False if args.no_progress else None,
+                executor=where.get("run.executor"),
+                address=where.get("run.address"),
+            )
         else:
             cfg = config_from_args(args)
             if args.check:

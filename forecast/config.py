@@ -102,6 +102,13 @@ class RunConfig:
             its full predictions in `results/<model>/seed<k>.npz` (compressed float32 with
             timestamps, series ids and the scaler; read with
             `forecast.evaluate.load_predictions`), which resume and the tests need.
+        executor: where the (model, seed) fits run: 'local' (this process, or `workers`
+            spawned processes) or 'ray' (one Ray task per fit, `pip install -e
+            '.[distributed]'`; see `forecast.executors`). Either way this process writes
+            every result into the run folder, so resume and the leaderboard are the same.
+        address: the Ray cluster to connect to ('HOST:PORT' of `ray start --head`, or
+            'auto'); None or 'local' starts a local Ray instance with `workers` CPUs
+            (every core when workers is 1) for this run.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -115,6 +122,8 @@ class RunConfig:
     workers: int = 1
     plots: bool = True
     predictions: str = "npz"
+    executor: str = "local"
+    address: str | None = None
 
 
 SYNTHETIC = ("synthetic", "synthetic_lagged")
