@@ -28,6 +28,7 @@ Examples:
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
     python run_experiment.py --config configs/quick.toml --executor ray --address HOST:6379
+    python run_experiment.py --search configs/search_quick.toml --workers 2   # Optuna study
 
 Forecast the steps after the end of new data with a saved model (a run keeps every model
 and seed as models/<name>_seed<k>.pt; `predict --help` for details):
@@ -190,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in its folder")
+    p.add_argument(
+        "--search",
+        type=Path,
+        metavar="FILE",
+        help="hyperparameter search (Optuna): a config with a [search] section; running it "
+        "again continues the study (see forecast/search.py)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="with --search: the study's database (default: sqlite file in the search folder)",
+    )
     p.add_argument("--check", action="store_true", help="validate, print the config, and exit")
     g = p.add_argument_group("shortcuts (each sets one config key, e.g. --horizon = data.horizon)")
     for flag, path, kw in SHORTCUTS:
@@ -224,6 +237,29 @@ def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def raw_from_args(args: argparse.Namespace, path: Path | None) -> dict[str, Any]:
+    """The raw config: file `path` (or nothing), shortcuts, then --set (`search.KEY=...`
+    items go to the [search] section).
+
+    Args:
+        args: parsed command-line arguments.
+        path: the config or search file.
+    """
+    raw = read_toml(path) if path is not None else {}
+    for key, value in _shortcut_overrides(args).items():
+        apply_override(raw, f"{key}={json.dumps(value)}")
+    for item in args.overrides:
+        if item.startswith("search."):
+            from forecast.search import set_search_value
+
+            set_search_value(raw, item)
+        else:
+            apply_override(raw, item)
+    if args.no_progress:
+        raw.setdefault("run", {})["progress"] = False
+    return raw
+
+
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The validated `ExperimentConfig`: file (or quick default), shortcuts, then --set.
 
@@ -231,14 +267,33 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         args: parsed command-line arguments.
     """
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    raw = read_toml(path) if path is not None else {}
-    for key, value in _shortcut_overrides(args).items():
-        apply_override(raw, f"{key}={json.dumps(value)}")
-    for item in args.overrides:
-        apply_override(raw, item)
-    if args.no_progress:
-        raw.setdefault("run", {})["progress"] = False
+    raw = raw_from_args(args, path)
+    if "search" in raw:
+        raise ConfigError(f"{path} has a [search] section: run the search with --search {path}")
     return config_from_dict(raw)
+
+
+def search_main(args: argparse.Namespace) -> Path:
+    """Run (or continue) the search of `args.search`; prints where its results are.
+
+    Args:
+        args: parsed command-line arguments.
+    """
+    if args.config or args.resume:
+        raise ConfigError("--search takes the search file alone: drop --config and --resume")
+    from forecast.search import prepare_search, run_search
+
+    search = prepare_search(raw_from_args(args, args.search), args.search, args.storage)
+    if args.check:
+        print(f"search {search.study_name!r}: {len(search.params)} settings, storage "
+              f"{search.storage}, folder {search.folder}")  # fmt: skip
+        return search.folder
+    folder = run_search(search)
+    print(f"\nsearch folder: {folder}")
+    print(f"report:        {folder / 'report.html'} (and report.md); trials: trials.csv")
+    if (folder / "best_config.toml").is_file():
+        print(f"best config:   {folder / 'best_config.toml'}")
+    return folder
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -464,7 +519,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_models or args.list_datasets:
         _list(args)
         return 0
+    if args.storage and not args.search:
+        print("error: --storage is the study's database of a --search", file=sys.stderr)
+        return 2
     try:
+        if args.search:
+            search_main(args)
+            return 0
         if args.resume:
             where = _shortcut_overrides(args)
             given = args.config or args.overrides or set(where) - set(RESUME_SHORTCUTS)

@@ -71,7 +71,7 @@ NO_EFFECT = (
 """`run` keys that cannot change a (model, seed) result: free to differ on resume."""
 
 
-def _same_config(a: dict, b: dict) -> bool:
+def same_config(a: dict, b: dict) -> bool:
     """Equal configs, ignoring the `NO_EFFECT` keys."""
 
     def strip(c: dict) -> dict:
@@ -126,7 +126,7 @@ class Runner:
             self.folder = RunFolder.existing(run_dir)
             self.folder.remove_stale_tmp()  # before any worker starts writing here
             before = self.folder.config()["config"]
-            if not _same_config(before, stored):
+            if not same_config(before, stored):
                 raise ConfigError(
                     f"{run_dir}/config.json holds a different config than the one given; "
                     "resume with the run folder alone (--resume RUN_DIR)"

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,9 @@ class TorchForecaster(Forecaster):
         self.best_epoch_: int | None = None
         self.stopped_early_: bool | None = None
         self.scaler: StandardScaler | None = None
+        # Called as f(epoch, val_loss) after each epoch; may raise to end training (the
+        # pruning of forecast.search).
+        self.epoch_callbacks: list[Callable[[int, float], None]] = []
 
     @abstractmethod
     def build_network(self) -> nn.Module:
@@ -390,6 +394,8 @@ class TorchForecaster(Forecaster):
                 "" if math.isnan(free) else f", train {free:.5f} (free-running)",
                 val_loss, seconds,
             )  # fmt: skip
+            for callback in self.epoch_callbacks:  # e.g. forecast.search's pruning
+                callback(epoch, val_loss)
             better = val is None or val_loss < best * (1.0 - cfg.min_delta)
             if val is None or val_loss < best:
                 self.best_epoch_ = epoch
