@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -157,6 +158,7 @@ def cluster(cfg: ExperimentConfig) -> Iterator[None]:
             cpus = cfg.run.workers if cfg.run.workers > 1 else None
             ray.init(num_cpus=cpus, include_dashboard=False)
         else:
+            _check_reachable(address)
             try:
                 ray.init(address=address)
             except (ConnectionError, RuntimeError, ValueError) as err:
@@ -169,6 +171,21 @@ def cluster(cfg: ExperimentConfig) -> Iterator[None]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A `ConnectionError` naming `address` when nothing listens there ('HOST:PORT'; other
+    forms, e.g. 'auto', are left to Ray): `ray.init` would retry for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "/" in host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"run.address {address!r}: no Ray cluster answers there ({err.strerror or err}); "
+            "start one with `ray start --head --port PORT` or fix the address"
+        ) from None
 
 
 _RAY_RUNNER: tuple[str, Runner] | None = None  # a Ray worker's Runner, by its config

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +99,18 @@ def _same_results(a: Path, b: Path) -> None:
             assert sorted(x.files) == sorted(y.files)
             for key in x.files:  # predictions (and the first seed's interval band)
                 np.testing.assert_array_equal(x[key], y[key])
+
+
+# Before the tests that connect this process to the module's cluster (a connected process
+# keeps its connection and ignores run.address).
+def test_unreachable_address_is_one_error_line_and_no_run_folder(config, capsys, tmp_path):
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    args = ["--config", str(config), "--executor", "ray", "--output-dir", str(tmp_path)]
+    assert run_experiment.main([*args, "--address", f"127.0.0.1:{port}"]) == 2
+    assert f"127.0.0.1:{port}" in one_error_line(capsys)
+    assert not list(tmp_path.iterdir())
 
 
 def test_ray_grid_gives_the_local_leaderboard_bitwise(config, address, local_run):

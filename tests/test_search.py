@@ -13,15 +13,16 @@ import pytest
 
 import run_experiment
 from forecast.checkpoint import load_checkpoint
-from forecast.config import load_config
+from forecast.config import load_config, read_toml
 from forecast.data.source import load_source, make_bundle
-from forecast.search import validation_loss
+from forecast.search import prepare_search, validation_loss
 from tests.conftest import one_error_line
 
 optuna = pytest.importorskip(
     "optuna", reason="Optuna is an optional extra: pip install -e '.[search]'"
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 SEARCH = """
 models = ["lstm_plain"]
 [run]
@@ -151,3 +152,10 @@ def test_search_section_in_a_plain_run_and_missing_optuna(searched, capsys, monk
     assert run_experiment.main(["--search", str(other)]) == 2
     assert "pip install -e '.[search]'" in one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.toml"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("search_*.toml")), ids=str)
+def test_every_ready_search_validates(path):
+    search = prepare_search(read_toml(path), path)
+    assert search.params and search.study_name == path.stem
+    assert search.storage.endswith(f"{path.stem}/study.db")
