@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from forecast.config_checks import (
+    COVERAGE_LEVELS,
+    SYNTHETIC,
     ConfigError,
     check_type,
     model_names,
@@ -96,6 +98,9 @@ class RunConfig:
             threads (1 when unset). Results do not depend on it. The processes are
             spawned, so a script calling `run` with workers > 1 needs the usual
             `if __name__ == "__main__":` guard.
+        interval_levels: coverage levels of the calibrated prediction intervals that
+            every model is scored on (`coverage_80`, `width_80`, ... in the leaderboard),
+            each in (0, 1). A model with a quantile head is scored on its own levels.
         plots: write figures (and embed them in the report); off saves a few seconds
             per run, e.g. in tests and batch runs.
         predictions: human-readable prediction files under predictions/ (first seed):
@@ -124,14 +129,11 @@ class RunConfig:
     checkpoints: bool = True
     threads: int | None = None
     workers: int = 1
+    interval_levels: list[float] = field(default_factory=lambda: list(COVERAGE_LEVELS))
     plots: bool = True
     predictions: str = "npz"
     executor: str = "local"
     address: str | None = None
-
-
-SYNTHETIC = ("synthetic", "synthetic_lagged")
-"""The embedded datasets with a known ground truth."""
 
 
 @dataclass

@@ -239,7 +239,8 @@ class Runner:
         preds = predict_dataset(model, bundle.test)
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
-        intervals = interval_scores(model, bundle, preds)  # calibrated on val
+        # Calibrated on val, at run.interval_levels (a quantile head: at its own levels).
+        intervals = interval_scores(model, bundle, preds, coverages=cfg.run.interval_levels)
         if intervals is not None:
             curve = curve.merge(intervals.per_step, on="step")
         row = {
@@ -455,7 +456,7 @@ def training_facts(model: Forecaster) -> dict[str, Any]:
         return {}
     return {
         "epochs_run": len(history),
-        "epoch_budget": int(getattr(model.config, "epochs", len(history))),
+        "epoch_budget": int(model.config.params().get("epochs", len(history))),
         "best_epoch": getattr(model, "best_epoch_", None),
         "stopped_early": bool(getattr(model, "stopped_early_", False)),
     }

@@ -601,4 +601,4 @@ def validation_loss(model: Any, val: Any) -> float:
     """
     from forecast.training import even_subset
 
-    return model.evaluate_loss(even_subset(val, model.config.max_val_windows))
+    return model.evaluate_loss(even_subset(val, model.config.train.max_val_windows))
