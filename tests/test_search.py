@@ -6,6 +6,7 @@ the best trial's validation loss."""
 from __future__ import annotations
 
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -159,3 +160,26 @@ def test_every_ready_search_validates(path):
     search = prepare_search(read_toml(path), path)
     assert search.params and search.study_name == path.stem
     assert search.storage.endswith(f"{path.stem}/study.db")
+
+
+def test_epoch_callbacks_see_every_validation_loss_and_may_end_training(one_thread):
+    from forecast.config import config_from_dict, model_params
+    from forecast.models.registry import create_model
+
+    cfg = config_from_dict(tomllib.loads(SEARCH.split("[search]")[0]))  # the base experiment
+    df, roles, split, _ = load_source(cfg.data)
+    bundle = make_bundle(cfg, df, roles, split)
+    model = create_model("lstm_plain", bundle.layout, **model_params(cfg, "lstm_plain", 0))
+    seen = []
+    model.epoch_callbacks.append(lambda epoch, loss: seen.append((epoch, loss)))
+    model.fit(bundle.train, bundle.val)
+    history = model.history_
+    assert seen == list(zip(history["epoch"], history["val_loss"], strict=True))
+
+    def stop_at_two(epoch: int, loss: float) -> None:
+        if epoch == 2:
+            raise optuna.TrialPruned("enough")
+
+    model.epoch_callbacks[:] = [stop_at_two]
+    with pytest.raises(optuna.TrialPruned, match="enough"):
+        model.fit(bundle.train, bundle.val)
