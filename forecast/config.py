@@ -39,6 +39,7 @@ variable `FORECAST_DATA_<NAME>` (e.g. `FORECAST_DATA_ETTH1`) wins over a path fr
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import json
 import logging
@@ -75,6 +76,7 @@ __all__ = [  # model_names / model_params / validate are re-exported from config
     "set_value",
     "toml_text",
     "validate",
+    "with_values",
 ]
 
 
@@ -404,6 +406,20 @@ def set_value(raw: dict[str, Any], key: str, value: Any, where: str | None = Non
         if not isinstance(node, dict):
             raise ConfigError(f"{where}: {part!r} is not a section")
     node[path[-1]] = value
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a raw config with values set by their dotted paths (see `set_value`),
+    e.g. a search trial's.
+
+    Args:
+        raw: the raw config.
+        values: path -> value.
+    """
+    out = copy.deepcopy(raw)
+    for path, value in values.items():
+        set_value(out, path, value, where=f"setting {path!r}")
+    return out
 
 
 def toml_text(raw: dict[str, Any]) -> str:

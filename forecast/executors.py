@@ -1,6 +1,6 @@
-"""Where the (model, seed) fits of a run happen when not one after another in this
-process: a pool of local worker processes (`run.workers` > 1), or tasks on a Ray cluster
-(`run.executor = "ray"`, `run.address`).
+"""Where the (model, seed) fits of a run happen (`fit_pairs`): one after another in this
+process, in a pool of local worker processes (`run.workers` > 1), or as tasks on a Ray
+cluster (`run.executor = "ray"`, `run.address`).
 
 Either way a fit runs in a worker that loads the data itself from the config (so every
 Ray node needs the data file at the same path, or the embedded synthetic data), writes its
@@ -26,6 +26,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
 
 from forecast.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from forecast.runner import Runner, set_threads
@@ -75,6 +78,41 @@ def fit_elsewhere(
         _fit_on_ray(r, todo, stored)
     else:
         _fit_in_pool(r, todo, stored)
+
+
+def fit_pairs(r: Runner) -> dict[tuple[str, int], tuple[dict, np.ndarray]]:
+    """Every (model, seed) pair's metrics row and test predictions, seeds outer.
+
+    Pairs already done are read back; the rest are fitted here or, with `run.workers`
+    > 1 or `run.executor` 'ray', elsewhere (see `forecast.executors`), stored into the run
+    folder as each one finishes, then read back.
+
+    Args:
+        r: the runner.
+    """
+    cfg = r.cfg
+    pairs = [(n, s) for s in cfg.run.seeds for n in r.names]
+    bar = tqdm(total=len(pairs), desc="experiment", unit="fit", disable=not cfg.run.progress)
+    todo = [p for p in pairs if not r.is_done(*p)]
+    out = {}
+
+    def stored(name: str, seed: int) -> None:
+        bar.set_postfix(model=name, seed=seed)
+        bar.update(1)
+
+    try:
+        if cfg.run.executor == "ray" or (cfg.run.workers > 1 and len(todo) > 1):
+            bar.update(len(pairs) - len(todo))
+            fit_elsewhere(r, todo, stored)
+            out = {p: r.pair(*p, log_reuse=False) for p in pairs}  # all done: read back
+        else:
+            for p in pairs:
+                bar.set_postfix(model=p[0], seed=p[1])
+                out[p] = r.pair(*p)
+                bar.update(1)
+    finally:
+        bar.close()
+    return out
 
 
 # ------------------------------------------------------------------ local processes

@@ -21,10 +21,10 @@ from forecast import compare
 from forecast.config import ExperimentConfig, config_from_dict, model_params, validate
 from forecast.data.prepare import DataBundle
 from forecast.data.source import load_source
-from forecast.executors import cluster
+from forecast.executors import cluster, fit_pairs
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
-from forecast.runner import Runner, fit_pairs, set_threads
+from forecast.runner import Runner, set_threads
 from forecast.runs import RunFolder
 
 log = logging.getLogger(__name__)

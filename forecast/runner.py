@@ -7,7 +7,8 @@ with their timestamps, series and scaler: see `forecast.evaluate.prediction_arra
 `results/<model>/seed<k>.json` (its metrics), the marker that it is done; before the
 marker, with `run.checkpoints`, its fitted model as a `forecast.pipeline.Pipeline` in
 `models/<model>_seed<k>.pt` (every model, baselines included). A pair fitted elsewhere
-writes these files into a scratch folder and sends them back (`pair_files`); this
+writes these files into a scratch folder and sends them back
+(`forecast.executors.pair_files`); this
 process stores them (`Runner.store`), the marker last. A pair whose marker exists is read
 back instead of refitted; that is how `resume` works.
 """
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from forecast import backtest as bt
 from forecast import metrics
@@ -475,40 +475,3 @@ def set_threads(cfg: ExperimentConfig) -> int | None:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     return before
-
-
-def fit_pairs(r: Runner) -> dict[tuple[str, int], tuple[dict, np.ndarray]]:
-    """Every (model, seed) pair's metrics row and test predictions, seeds outer.
-
-    Pairs already done are read back; the rest are fitted here or, with `run.workers`
-    > 1 or `run.executor` 'ray', elsewhere (see `forecast.executors`), stored into the run
-    folder as each one finishes, then read back.
-
-    Args:
-        r: the runner.
-    """
-    cfg = r.cfg
-    pairs = [(n, s) for s in cfg.run.seeds for n in r.names]
-    bar = tqdm(total=len(pairs), desc="experiment", unit="fit", disable=not cfg.run.progress)
-    todo = [p for p in pairs if not r.is_done(*p)]
-    out = {}
-
-    def stored(name: str, seed: int) -> None:
-        bar.set_postfix(model=name, seed=seed)
-        bar.update(1)
-
-    try:
-        if cfg.run.executor == "ray" or (cfg.run.workers > 1 and len(todo) > 1):
-            from forecast.executors import fit_elsewhere
-
-            bar.update(len(pairs) - len(todo))
-            fit_elsewhere(r, todo, stored)
-            out = {p: r.pair(*p, log_reuse=False) for p in pairs}  # all done: read back
-        else:
-            for p in pairs:
-                bar.set_postfix(model=p[0], seed=p[1])
-                out[p] = r.pair(*p)
-                bar.update(1)
-    finally:
-        bar.close()
-    return out

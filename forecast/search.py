@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forecast.config import ConfigError, config_from_dict, config_to_dict, set_value
+from forecast.config import ConfigError, config_from_dict, config_to_dict, with_values
 from forecast.config_checks import typed_fields
 
 log = logging.getLogger(__name__)
@@ -226,19 +226,6 @@ def _flatten(space: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any
     return out
 
 
-def trial_raw(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    """The base raw config with a trial's values set (a copy).
-
-    Args:
-        raw: the base experiment.
-        values: config path -> value.
-    """
-    out = copy.deepcopy(raw)
-    for path, value in values.items():
-        set_value(out, path, value, where=f"[search.space] {path!r}")
-    return out
-
-
 def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None) -> Search:
     """Validate a search (base config, space, pruner, every corner of the space, the data)
     before anything is written.
@@ -285,14 +272,14 @@ def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None
             raise ConfigError(
                 f"search.enqueue: {sorted(set(values) - paths)} not in [search.space]"
             )
-        config_from_dict(trial_raw(raw, values))
+        config_from_dict(with_values(raw, values))
     df, roles, split, _ = load_source(cfg.data)
     bundle = make_bundle(cfg, df, roles, split)
     if bundle.val is None or not len(bundle.val):
         raise ConfigError("a search scores validation windows: the data split has none")
     for p in params:  # every corner builds (values within the model's ranges)
         for value in p.corners():
-            corner = config_from_dict(trial_raw(raw, {p.path: value}))
+            corner = config_from_dict(with_values(raw, {p.path: value}))
             if not p.path.startswith("data."):  # the base data's layout
                 try:
                     create_model(model, bundle.layout, **model_params(corner, model, 0))
@@ -553,7 +540,7 @@ class Objective:
 
         optuna = import_optuna()
         values = {p.path: p.suggest(trial) for p in self.search.params}
-        raw = trial_raw(self.search.raw, values)
+        raw = with_values(self.search.raw, values)
         raw.setdefault("run", {})["progress"] = False
         model, bundle = self.build(config_from_dict(raw))
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from forecast.config import toml_text
+from forecast.config import toml_text, with_values
 from forecast.report import Block, write_pages
 from forecast.runs import RunFolder
 
@@ -124,9 +124,7 @@ def best_config_text(search: Search, trial: Any) -> str:
         search: the search.
         trial: the best `optuna.trial.FrozenTrial`.
     """
-    from forecast.search import trial_raw
-
-    raw = trial_raw(search.raw, trial.params)
+    raw = with_values(search.raw, trial.params)
     raw.setdefault("run", {})["threads"] = search.threads
     header = (
         f"# Best trial ({trial.number}) of study {search.study_name!r}: validation loss "
