@@ -8,9 +8,9 @@ with their timestamps, series and scaler: see `forecast.evaluate.prediction_arra
 marker, with `run.checkpoints`, its fitted model as a `forecast.pipeline.Pipeline` in
 `models/<model>_seed<k>.pt` (every model, baselines included). A pair fitted elsewhere
 writes these files into a scratch folder and sends them back
-(`forecast.executors.pair_files`); this
-process stores them (`Runner.store`), the marker last. A pair whose marker exists is read
-back instead of refitted; that is how `resume` works.
+(`forecast.executors.pair_files`); this process stores them (`Runner.store`), the marker
+last. A pair whose marker exists is read back instead of refitted; that is how `resume`
+works.
 """
 
 from __future__ import annotations

@@ -240,6 +240,7 @@ def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None
     from forecast.models.registry import create_model, get_entry
     from forecast.runs import check_run_name
 
+    optuna = import_optuna()
     raw = copy.deepcopy(raw)
     section = raw.pop("search", None)
     if not isinstance(section, dict):
@@ -258,6 +259,8 @@ def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None
     model = spec.model or _neural_model(cfg.models)
     if get_entry(model).kind != "neural":
         raise ConfigError(f"search.model {model!r} is a baseline: a search tunes a neural model")
+    if model not in cfg.models and not {"all", "neural"} & set(cfg.models):
+        raise ConfigError(f"search.model {model!r} is not among models = {cfg.models}")
     params = [
         Param(**typed_fields(Param, {**table, "path": path}, f"[search.space] {path!r}"))
         for path, table in _flatten(spec.space).items()
@@ -288,7 +291,6 @@ def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None
     name = check_run_name(spec.study_name or source.stem)
     folder = Path(cfg.run.output_dir) / name
     url = storage or spec.storage or f"sqlite:///{(folder / 'study.db').resolve()}"
-    optuna = import_optuna()
     make_pruner(optuna, spec)  # its arguments, checked
     return Search(
         raw=raw,
