@@ -27,6 +27,8 @@ Examples:
         --split timestamps --split-at 2020-03-01 2020-04-01
     python run_experiment.py --models naive linear --set linear.alpha=10 --seeds 0 1 2
     python run_experiment.py --resume runs/20250101-120000   # finish an interrupted run
+    python run_experiment.py --config configs/quick.toml --executor ray --address HOST:6379
+    python run_experiment.py --search configs/search_quick.toml --workers 2   # Optuna study
 
 Data-parallel training (DDP) of the neural models: launch the same command on every rank
 with torchrun; rank 0 writes the run folder, the other ranks train with it (see README,
@@ -172,7 +174,20 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
+    (
+        "--workers",
+        "run.workers",
+        {"type": int, "help": "fits in parallel; with --search: processes sharing the study"},
+    ),
+    (
+        "--executor",
+        "run.executor",
+        {"choices": ["local", "ray"], "help": "where the fits run: here, or Ray tasks"},
+    ),
+    ("--address", "run.address", {"help": "Ray cluster HOST:PORT (or 'auto'); default: local"}),
 ]
+RESUME_SHORTCUTS = ("run.executor", "run.address")
+"""Shortcuts `--resume` accepts: where the remaining fits run, which cannot change them."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +210,18 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="finish an interrupted run in its folder")
+    p.add_argument(
+        "--search",
+        type=Path,
+        metavar="FILE",
+        help="hyperparameter search (Optuna): a config with a [search] section; running it "
+        "again continues the study (see forecast/search.py)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="with --search: the study's database (default: sqlite file in the search folder)",
+    )
     p.add_argument("--check", action="store_true", help="validate, print the config, and exit")
     g = p.add_argument_group("shortcuts (each sets one config key, e.g. --horizon = data.horizon)")
     for flag, path, kw in SHORTCUTS:
@@ -229,6 +256,29 @@ def _shortcut_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def raw_from_args(args: argparse.Namespace, path: Path | None) -> dict[str, Any]:
+    """The raw config: file `path` (or nothing), shortcuts, then --set (`search.KEY=...`
+    items go to the [search] section).
+
+    Args:
+        args: parsed command-line arguments.
+        path: the config or search file.
+    """
+    raw = read_toml(path) if path is not None else {}
+    for key, value in _shortcut_overrides(args).items():
+        apply_override(raw, f"{key}={json.dumps(value)}")
+    for item in args.overrides:
+        if item.startswith("search."):
+            from forecast.search import set_search_value
+
+            set_search_value(raw, item)
+        else:
+            apply_override(raw, item)
+    if args.no_progress:
+        raw.setdefault("run", {})["progress"] = False
+    return raw
+
+
 def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
     """The validated `ExperimentConfig`: file (or quick default), shortcuts, then --set.
 
@@ -236,14 +286,33 @@ def config_from_args(args: argparse.Namespace) -> ExperimentConfig:
         args: parsed command-line arguments.
     """
     path = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    raw = read_toml(path) if path is not None else {}
-    for key, value in _shortcut_overrides(args).items():
-        apply_override(raw, f"{key}={json.dumps(value)}")
-    for item in args.overrides:
-        apply_override(raw, item)
-    if args.no_progress:
-        raw.setdefault("run", {})["progress"] = False
+    raw = raw_from_args(args, path)
+    if "search" in raw:
+        raise ConfigError(f"{path} has a [search] section: run the search with --search {path}")
     return config_from_dict(raw)
+
+
+def search_main(args: argparse.Namespace) -> Path:
+    """Run (or continue) the search of `args.search`; prints where its results are.
+
+    Args:
+        args: parsed command-line arguments.
+    """
+    if args.config or args.resume:
+        raise ConfigError("--search takes the search file alone: drop --config and --resume")
+    from forecast.search import prepare_search, run_search
+
+    search = prepare_search(raw_from_args(args, args.search), args.search, args.storage)
+    if args.check:
+        print(f"search {search.study_name!r}: {len(search.params)} settings, storage "
+              f"{search.storage}, folder {search.folder}")  # fmt: skip
+        return search.folder
+    folder = run_search(search)
+    print(f"\nsearch folder: {folder}")
+    print(f"report:        {folder / 'report.html'} (and report.md); trials: trials.csv")
+    if (folder / "best_config.toml").is_file():
+        print(f"best config:   {folder / 'best_config.toml'}")
+    return folder
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -524,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_models or args.list_datasets:
         _list(args)
         return 0
+    if args.storage and not args.search:
+        print("error: --storage is the study's database of a --search", file=sys.stderr)
+        return 2
     ranked = launched_as_ranks() and not args.check
     prefix = ""
     if ranked:
@@ -534,12 +606,17 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger().setLevel(logging.ERROR)
             prefix = f"rank {distributed.rank()}: "
     try:
+        if args.search:
+            search_main(args)
+            return 0
         if args.resume:
-            given = args.config or args.overrides or _shortcut_overrides(args)
+            where = _shortcut_overrides(args)
+            given = args.config or args.overrides or set(where) - set(RESUME_SHORTCUTS)
             if given:
                 raise ConfigError(
                     "--resume takes the run folder alone (its config.json is used); "
-                    "drop --config, --set and the shortcut options"
+                    "drop --config, --set and the shortcut options (except --executor and "
+                    "--address)"
                 )
             from forecast.experiment import resume
 
@@ -547,7 +624,12 @@ def main(argv: list[str] | None = None) -> int:
             result = (
                 run_ranked(None, args.resume)
                 if ranked
-                else resume(args.resume, progress=no_progress)
+                else resume(
+                    args.resume,
+                    progress=no_progress,
+                    executor=where.get("run.executor"),
+                    address=where.get("run.address"),
+                )
             )
         else:
             cfg = config_from_args(args)

@@ -39,9 +39,12 @@ variable `FORECAST_DATA_<NAME>` (e.g. `FORECAST_DATA_ETTH1`) wins over a path fr
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
+import json
 import logging
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +73,10 @@ __all__ = [  # model_names / model_params / validate are re-exported from config
     "model_names",
     "model_params",
     "read_toml",
+    "set_value",
+    "toml_text",
     "validate",
+    "with_values",
 ]
 
 
@@ -107,6 +113,13 @@ class RunConfig:
             its full predictions in `results/<model>/seed<k>.npz` (compressed float32 with
             timestamps, series ids and the scaler; read with
             `forecast.evaluate.load_predictions`), which resume and the tests need.
+        executor: where the (model, seed) fits run: 'local' (this process, or `workers`
+            spawned processes) or 'ray' (one Ray task per fit, `pip install -e
+            '.[distributed]'`; see `forecast.executors`). Either way this process writes
+            every result into the run folder, so resume and the leaderboard are the same.
+        address: the Ray cluster to connect to ('HOST:PORT' of `ray start --head`, or
+            'auto'); None or 'local' starts a local Ray instance with `workers` CPUs
+            (every core when workers is 1) for this run.
     """
 
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -121,6 +134,8 @@ class RunConfig:
     interval_levels: list[float] = field(default_factory=lambda: list(COVERAGE_LEVELS))
     plots: bool = True
     predictions: str = "npz"
+    executor: str = "local"
+    address: str | None = None
 
 
 @dataclass
@@ -345,18 +360,32 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         item: 'data.horizon=48', 'model.lstm.hidden_size=32', 'lstm.hidden_size=32',
             'models=["lstm"]'.
     """
-    from forecast.models.registry import list_models
-
     key, sep, value = item.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
+    if not sep or not all(key.strip().split(".")):
         raise ConfigError(
             f"--set expects SECTION.KEY=VALUE (e.g. data.horizon=48) or MODEL.PARAM=VALUE "
             f"(e.g. linear.alpha=10), got {item!r}"
         )
+    set_value(raw, key, parse_value(value), where=f"--set {item!r}")
+
+
+def set_value(raw: dict[str, Any], key: str, value: Any, where: str | None = None) -> None:
+    """Set one config value by its dotted path, in place (what `--set` does).
+
+    Args:
+        raw: the nested dict (as parsed from TOML).
+        key: 'data.horizon', 'train.lr', 'model.lstm.hidden_size', 'lstm.hidden_size' or
+            'models'.
+        value: the value.
+        where: how errors name the setting (default: the key).
+    """
+    from forecast.models.registry import list_models
+
+    where = where or repr(key)
+    parts = key.strip().split(".")
     head = parts[0]
     if head == "models" and len(parts) == 1:
-        raw["models"] = parse_value(value)
+        raw["models"] = value
         return
     if head in SECTIONS or head == "train":
         path = parts
@@ -366,17 +395,73 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         path = ["model", *parts]
     else:
         raise ConfigError(
-            f"--set {item!r}: {head!r} is neither a section "
+            f"{where}: {head!r} is neither a section "
             f"{['models', 'train', 'model', *SECTIONS]} nor a registered model {list_models()}"
         )
     if len(path) != (3 if path[0] == "model" else 2):
-        raise ConfigError(f"--set {item!r}: expected {path[0]}.KEY=VALUE, got {key!r}")
+        raise ConfigError(f"{where}: expected {path[0]}.KEY=VALUE, got {key!r}")
     node = raw
     for part in path[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-    node[path[-1]] = parse_value(value)
+            raise ConfigError(f"{where}: {part!r} is not a section")
+    node[path[-1]] = value
+
+
+def with_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a raw config with values set by their dotted paths (see `set_value`),
+    e.g. a search trial's.
+
+    Args:
+        raw: the raw config.
+        values: path -> value.
+    """
+    out = copy.deepcopy(raw)
+    for path, value in values.items():
+        set_value(out, path, value, where=f"setting {path!r}")
+    return out
+
+
+def toml_text(raw: dict[str, Any]) -> str:
+    """A raw config dict as TOML text that `read_toml` reads back (keys whose value is
+    None, which TOML cannot hold, are left out: their defaults apply).
+
+    Args:
+        raw: nested dicts of strings, numbers, booleans and lists.
+
+    >>> print(toml_text({"models": ["lstm"], "train": {"lr": 0.01}}), end="")
+    models = ["lstm"]
+    <BLANKLINE>
+    [train]
+    lr = 0.01
+    """
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)  # inf and nan are TOML too
+        if isinstance(v, str):
+            return json.dumps(v)  # a TOML basic string
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise ConfigError(f"cannot write {v!r} ({type(v).__name__}) to a TOML config")
+
+    def key(k: str) -> str:
+        return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+    def table(node: dict[str, Any], name: str, out: list[str]) -> None:
+        plain = {k: v for k, v in node.items() if not isinstance(v, dict) and v is not None}
+        nested = {k: v for k, v in node.items() if isinstance(v, dict)}
+        if name and (plain or not nested):
+            out.append(f"\n[{name}]")
+        out.extend(f"{key(k)} = {value(v)}" for k, v in plain.items())
+        for k, v in nested.items():
+            table(v, f"{name}.{key(k)}" if name else key(k), out)
+
+    lines: list[str] = []
+    table(raw, "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
 
 
 # ------------------------------------------------------------------------- files

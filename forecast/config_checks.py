@@ -32,6 +32,7 @@ SCALINGS = ("per_series", "global", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DM_PREDICTIONS = ("first_seed", "seed_mean")
 PREDICTION_FILES = ("npz", "csv", "none")
+EXECUTORS = ("local", "ray")
 RUN_WIDE = ("seed", "device", "progress")  # set per run, never per model
 
 
@@ -192,6 +193,12 @@ def validate(cfg: ExperimentConfig) -> None:
     _one_of("run.predictions", r.predictions, PREDICTION_FILES)
     check_interval_levels(r.interval_levels)
     _positive("run.workers", r.workers)
+    _one_of("run.executor", r.executor, EXECUTORS)
+    if r.address is not None and r.executor != "ray":
+        raise ConfigError(
+            f"run.address ({r.address!r}) is the Ray cluster's address: set run.executor = "
+            "'ray' too (--executor ray), or drop it"
+        )
     if r.threads is not None:
         _positive("run.threads", r.threads)
     _one_of("evaluation.dm_predictions", e.dm_predictions, DM_PREDICTIONS)

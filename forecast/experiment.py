@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from forecast import compare
-from forecast.config import ExperimentConfig, config_from_dict, model_params
+from forecast.config import ExperimentConfig, config_from_dict, model_params, validate
 from forecast.data.prepare import DataBundle
 from forecast.data.source import load_source
+from forecast.executors import cluster, fit_pairs
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
-from forecast.runner import Runner, fit_pairs, set_threads
+from forecast.runner import Runner, set_threads
 from forecast.runs import RunFolder
 
 log = logging.getLogger(__name__)
@@ -70,19 +71,20 @@ def run(cfg: ExperimentConfig, *, resume_dir: str | Path | None = None) -> Exper
 
     threads_before = set_threads(cfg)
     try:
-        r = Runner(cfg, resume_dir, mode="new" if resume_dir is None else "resume")
-        log.info("run folder %s", r.folder.path)
-        try:
-            done = fit_pairs(r)
-            preds = {p: pred for p, (_, pred) in done.items()}
-            folds = r.backtest(preds)
-        except KeyboardInterrupt:
-            log.error(
-                "interrupted: finished (model, seed) pairs are saved; resume with "
-                "`python run_experiment.py --resume %s`",
-                r.folder.path,
-            )
-            raise
+        with cluster(cfg):  # connected (run.executor 'ray') before the run folder is made
+            r = Runner(cfg, resume_dir, mode="new" if resume_dir is None else "resume")
+            log.info("run folder %s", r.folder.path)
+            try:
+                done = fit_pairs(r)
+                preds = {p: pred for p, (_, pred) in done.items()}
+                folds = r.backtest(preds)
+            except KeyboardInterrupt:
+                log.error(
+                    "interrupted: finished (model, seed) pairs are saved; resume with "
+                    "`python run_experiment.py --resume %s`",
+                    r.folder.path,
+                )
+                raise
         rows = [dict(row) for row, _ in done.values()]
         curves = pd.concat(
             [
@@ -108,12 +110,21 @@ def run(cfg: ExperimentConfig, *, resume_dir: str | Path | None = None) -> Exper
     return ExperimentResult(board, r.folder.path, per_seed, r.bundle, r.models, significance, folds)
 
 
-def resume(run_dir: str | Path, *, progress: bool | None = None) -> ExperimentResult:
+def resume(
+    run_dir: str | Path,
+    *,
+    progress: bool | None = None,
+    executor: str | None = None,
+    address: str | None = None,
+) -> ExperimentResult:
     """Finish an interrupted run in its own folder: finished pairs are reused.
 
     Args:
         run_dir: the run folder (holding config.json).
         progress: show progress bars; the stored setting when None.
+        executor: 'local' or 'ray' instead of the stored `run.executor` (results do not
+            depend on it).
+        address: the Ray cluster instead of the stored `run.address`.
     """
     folder = RunFolder.existing(run_dir)
     stored = folder.config().get("config")
@@ -122,6 +133,10 @@ def resume(run_dir: str | Path, *, progress: bool | None = None) -> ExperimentRe
     cfg = config_from_dict(stored)
     if progress is not None:
         cfg.run.progress = progress
+    if executor is not None or address is not None:
+        cfg.run.executor = executor or cfg.run.executor
+        cfg.run.address = address if cfg.run.executor == "ray" else None
+        validate(cfg)
     return run(cfg, resume_dir=folder.path)
 
 

@@ -547,10 +547,21 @@ def write_report(run_dir: str | Path) -> tuple[Path, Path]:
         run_dir: a finished run folder (config.json, leaderboard.csv, plots/ ...).
     """
     run_dir = Path(run_dir)
-    blocks = _drop_missing_images(_blocks(run_dir), run_dir)
-    md = atomic_write(run_dir / "report.md", lambda p: p.write_text(_markdown(blocks)))
-    page = _html(blocks, run_dir)
-    return md, atomic_write(run_dir / "report.html", lambda p: p.write_text(page))
+    return write_pages(run_dir, _blocks(run_dir))
+
+
+def write_pages(folder: Path, blocks: list[Block]) -> tuple[Path, Path]:
+    """Write blocks as `report.md` and a self-contained `report.html` (images embedded)
+    into `folder`; images that are not there are left out.
+
+    Args:
+        folder: the folder the image paths are relative to.
+        blocks: ("h1" | "h2" | "p" | "table" | "img", payload) pairs.
+    """
+    blocks = _drop_missing_images(blocks, folder)
+    md = atomic_write(folder / "report.md", lambda p: p.write_text(_markdown(blocks)))
+    page = _html(blocks, folder)
+    return md, atomic_write(folder / "report.html", lambda p: p.write_text(page))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,24 @@
 """The working half of a run: load the data, then fit, predict and score every (model,
-seed) pair, in this process or in a pool of worker processes, storing each pair's results
-in the run folder as soon as it is done.
+seed) pair, in this process or elsewhere (a pool of worker processes, a Ray cluster: see
+`forecast.executors`), storing each pair's results in the run folder as soon as it is done.
 
 A pair writes `results/<model>/seed<k>.npz` (its test predictions, compressed float32,
 with their timestamps, series and scaler: see `forecast.evaluate.prediction_arrays`) and then
 `results/<model>/seed<k>.json` (its metrics), the marker that it is done; before the
 marker, with `run.checkpoints`, its fitted model as a `forecast.pipeline.Pipeline` in
-`models/<model>_seed<k>.pt` (every model, baselines included). A pair whose
-marker exists is read back instead of refitted; that is how `resume` works, and how the
-parent process collects what its workers wrote.
+`models/<model>_seed<k>.pt` (every model, baselines included). A pair fitted elsewhere
+writes these files into a scratch folder and sends them back
+(`forecast.executors.pair_files`); this process stores them (`Runner.store`), the marker
+last. A pair whose marker exists is read back instead of refitted; that is how `resume`
+works.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import json
 import logging
-import multiprocessing
 import shutil
-import signal
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -28,14 +26,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from forecast import backtest as bt
 from forecast import metrics
 from forecast.config import (
     ConfigError,
     ExperimentConfig,
-    config_from_dict,
     config_to_dict,
     model_names,
     model_params,
@@ -51,7 +47,7 @@ from forecast.evaluate import (
     score,
 )
 from forecast.intervals import IntervalScores, interval_scores
-from forecast.io import read_json
+from forecast.io import atomic_write_bytes, read_json
 from forecast.models.base import Forecaster
 from forecast.models.registry import create_model, get_entry
 from forecast.pipeline import Pipeline, artifact_path
@@ -69,11 +65,13 @@ def _stored_config(cfg: ExperimentConfig, names: list[str]) -> dict[str, Any]:
 SAMPLE_WINDOWS = 8
 """Test windows (the first ones) in `predictions/<model>_sample.csv`."""
 
-NO_EFFECT = ("progress", "output_dir", "name", "workers", "plots", "predictions")
+NO_EFFECT = (
+    "progress", "output_dir", "name", "workers", "plots", "predictions", "executor", "address",
+)  # fmt: skip
 """`run` keys that cannot change a (model, seed) result: free to differ on resume."""
 
 
-def _same_config(a: dict, b: dict) -> bool:
+def same_config(a: dict, b: dict) -> bool:
     """Equal configs, ignoring the `NO_EFFECT` keys."""
 
     def strip(c: dict) -> dict:
@@ -91,9 +89,10 @@ class Runner:
 
     Args:
         cfg: the experiment.
-        run_dir: the existing run folder ('resume' and 'worker'); None for 'new'.
+        run_dir: the existing run folder ('resume'); None for 'new' and 'worker'.
         mode: 'new' (make a folder, write config.json and environment.json), 'resume'
-            (check that the folder's config is `cfg`) or 'worker' (a pool process).
+            (check that the folder's config is `cfg`) or 'worker' (a process that fits
+            pairs for another one: no run folder, see `pair_files`).
     """
 
     def __init__(
@@ -113,9 +112,8 @@ class Runner:
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"model {name!r}: {err}") from None
         stored = _stored_config(cfg, self.names)
-        if mode == "worker":  # a pool process of a run whose folder exists
-            self.folder = RunFolder.existing(run_dir)
-        elif mode == "new":
+        self.folder: RunFolder | None = None
+        if mode == "new":
             self.folder = RunFolder(cfg.run.output_dir, cfg.run.name)
             try:
                 self.folder.write_json("config.json", self._resolved(stored))
@@ -124,11 +122,11 @@ class Runner:
             except BaseException:  # e.g. a full disk: leave no folder for a run not started
                 shutil.rmtree(self.folder.path, ignore_errors=True)
                 raise
-        else:
+        elif mode == "resume":
             self.folder = RunFolder.existing(run_dir)
             self.folder.remove_stale_tmp()  # before any worker starts writing here
             before = self.folder.config()["config"]
-            if not _same_config(before, stored):
+            if not same_config(before, stored):
                 raise ConfigError(
                     f"{run_dir}/config.json holds a different config than the one given; "
                     "resume with the run folder alone (--resume RUN_DIR)"
@@ -221,7 +219,19 @@ class Runner:
                     done,
                 )
                 return stored
+        return self.fit_pair(name, seed, self.folder)
+
+    def fit_pair(self, name: str, seed: int, folder: RunFolder) -> tuple[dict, np.ndarray]:
+        """Fit, predict and score one (model, seed) and write its files into `folder`
+        (the run folder, or a worker's scratch folder), the done-marker last.
+
+        Args:
+            name: the model.
+            seed: the seed.
+            folder: where the pair's files go.
+        """
         cfg, bundle, first = self.cfg, self.bundle, seed == self.cfg.run.seeds[0]
+        stem = f"results/{name}/seed{seed}"
         model = create_model(name, bundle.layout, **model_params(cfg, name, seed))
         t0 = time.perf_counter()
         model.fit(bundle.train, bundle.val)
@@ -253,22 +263,36 @@ class Runner:
                 "stopping: it may not have converged (raise train.epochs)",
                 name, seed, row["epochs_run"],
             )  # fmt: skip
-        self.folder.write_npz(f"{stem}.npz", **prediction_arrays(preds, bundle, bundle.test))
+        folder.write_npz(f"{stem}.npz", **prediction_arrays(preds, bundle, bundle.test))
         if intervals is not None and first:  # the report's forecast plot draws the first seed
-            self._write_band(stem, preds, intervals)
+            self._write_band(folder, stem, preds, intervals)
         if first:
             self.models[name] = model
-            self._write_predictions(name, preds)
+            self._write_predictions(folder, name, preds)
         history = getattr(model, "history_", None)
         if isinstance(history, pd.DataFrame) and len(history):
-            self.folder.write_csv(f"history/{name}_seed{seed}.csv", history)
+            folder.write_csv(f"history/{name}_seed{seed}.csv", history)
         for stage, extra in getattr(model, "extra_histories_", {}).items():  # e.g. pretraining
-            self.folder.write_csv(f"history/{name}_seed{seed}_{stage}.csv", extra)
+            folder.write_csv(f"history/{name}_seed{seed}_{stage}.csv", extra)
         if cfg.run.checkpoints:  # every model: `forecast.load` or the predict command
-            self.pipeline(model).save(artifact_path(self.folder.path, name, seed))
+            self.pipeline(model).save(artifact_path(folder.path, name, seed))
         row["per_horizon"] = curve.to_dict("records")
-        self.folder.write_json(f"{stem}.json", row)  # last: marks the pair as done
+        folder.write_json(f"{stem}.json", row)  # last: marks the pair as done
         return row, preds.prediction
+
+    def store(self, files: dict[str, bytes]) -> None:
+        """Write a pair's files, fitted elsewhere (see `pair_files`), into the run folder,
+        each atomically and in the given order (the done-marker last).
+
+        Args:
+            files: path inside the run folder -> content.
+        """
+        root = self.folder.path.resolve()
+        for relative, data in files.items():
+            path = self.folder.file(relative)
+            if root not in path.resolve().parents:
+                raise ValueError(f"a worker sent {relative!r}, a path outside the run folder")
+            atomic_write_bytes(path, data)
 
     def pipeline(self, model: Forecaster) -> Pipeline:
         """A model fitted on this run's data with its scaler, roles, options and config.
@@ -285,12 +309,14 @@ class Runner:
             config=_stored_config(self.cfg, self.names),
         )
 
-    def _write_band(self, stem: str, preds: Predictions, intervals: IntervalScores) -> None:
+    def _write_band(
+        self, folder: RunFolder, stem: str, preds: Predictions, intervals: IntervalScores
+    ) -> None:
         """`<stem>_band.npz`: the 80 % interval of the windows the report's forecast plot
         draws (`forecast.plots.plot_windows`), scaled float32."""
         windows, _ = plot_windows(preds.origin, preds.series_index, self.bundle.layout.horizon)
         level, lower, upper = intervals.band(0.8)
-        self.folder.write_npz(
+        folder.write_npz(
             f"{stem}_band.npz",
             window=windows,
             coverage=np.float64(level),
@@ -329,17 +355,17 @@ class Runner:
             return None
         return row
 
-    def _write_predictions(self, name: str, preds: Predictions) -> None:
+    def _write_predictions(self, folder: RunFolder, name: str, preds: Predictions) -> None:
         """The human-readable prediction files of `run.predictions` (first seed)."""
         mode, ds = self.cfg.run.predictions, self.bundle.test
         if mode == "none":
             return
         sample = np.arange(min(SAMPLE_WINDOWS, len(ds)))
         frame = predictions_frame(preds, self.bundle, ds, windows=sample)
-        self.folder.write_csv(f"predictions/{name}_sample.csv", frame, float_format="%.7g")
+        folder.write_csv(f"predictions/{name}_sample.csv", frame, float_format="%.7g")
         if mode == "csv":  # every window: large, and slow to write
             frame = predictions_frame(preds, self.bundle, ds)
-            self.folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
+            folder.write_csv(f"predictions/{name}.csv", frame, float_format="%.7g")
 
     def backtest(self, preds: dict[tuple[str, int], np.ndarray]) -> pd.DataFrame | None:
         """The rolling-origin backtest of `cfg.backtest` (None when off).
@@ -449,76 +475,3 @@ def set_threads(cfg: ExperimentConfig) -> int | None:
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     return before
-
-
-_WORKER: Runner | None = None  # the Runner of a pool process
-
-
-def _die_with_parent() -> None:
-    """Linux: ask the kernel to SIGTERM this worker when its parent dies (e.g. is killed),
-    so no orphan keeps training after the run is gone."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _init_worker(stored: dict, run_dir: str, level: int) -> None:
-    global _WORKER
-    _die_with_parent()
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s [worker]: %(message)s")
-    cfg = config_from_dict(stored)
-    cfg.run.progress = False
-    set_threads(cfg)
-    _WORKER = Runner(cfg, run_dir, mode="worker")
-
-
-def _work(name: str, seed: int) -> tuple[str, int]:
-    _WORKER.pair(name, seed)
-    return name, seed
-
-
-def fit_pairs(r: Runner) -> dict[tuple[str, int], tuple[dict, np.ndarray]]:
-    """Every (model, seed) pair's metrics row and test predictions, seeds outer.
-
-    Pairs already done are read back; the rest are fitted here or, with `run.workers`
-    > 1, by a pool of processes writing into the run folder, then read back.
-
-    Args:
-        r: the runner.
-    """
-    cfg = r.cfg
-    pairs = [(n, s) for s in cfg.run.seeds for n in r.names]
-    bar = tqdm(total=len(pairs), desc="experiment", unit="fit", disable=not cfg.run.progress)
-    todo = [p for p in pairs if not r.is_done(*p)]
-    out = {}
-    try:
-        if cfg.run.workers > 1 and len(todo) > 1:
-            bar.update(len(pairs) - len(todo))
-            stored = config_to_dict(cfg)
-            ctx = multiprocessing.get_context("spawn")  # no forked torch state
-            args = (stored, str(r.folder.path), logging.getLogger().getEffectiveLevel())
-            workers = min(cfg.run.workers, len(todo))
-            with cf.ProcessPoolExecutor(workers, ctx, _init_worker, args) as pool:
-                futures = [pool.submit(_work, *p) for p in todo]
-                try:
-                    for fut in cf.as_completed(futures):
-                        name, seed = fut.result()
-                        bar.set_postfix(model=name, seed=seed)
-                        bar.update(1)
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-            out = {p: r.pair(*p, log_reuse=False) for p in pairs}  # all done: read back
-        else:
-            for p in pairs:
-                bar.set_postfix(model=p[0], seed=p[1])
-                out[p] = r.pair(*p)
-                bar.update(1)
-    finally:
-        bar.close()
-    return out

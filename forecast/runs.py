@@ -69,15 +69,16 @@ class RunFolder:
         self.path = path
 
     @classmethod
-    def existing(cls, path: str | Path) -> RunFolder:
+    def existing(cls, path: str | Path, marker: str = "config.json") -> RunFolder:
         """An existing run folder, to resume writing into it.
 
         Args:
-            path: the run folder (must hold a `config.json`).
+            path: the run folder (must hold `marker`).
+            marker: the file that makes it one (a search folder's: search.json).
         """
         path = Path(path)
-        if not (path / "config.json").is_file():
-            raise ValueError(f"{path} is not a run folder: it has no config.json")
+        if not (path / marker).is_file():
+            raise ValueError(f"{path} is not a run folder: it has no {marker}")
         folder = cls.__new__(cls)
         folder.path = path
         return folder

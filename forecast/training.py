@@ -408,6 +408,8 @@ class Trainer:
                 "" if math.isnan(free) else f", train {free:.5f} (free-running)",
                 val_loss, seconds,
             )  # fmt: skip
+            for callback in getattr(model, "epoch_callbacks", ()):  # forecast.search prunes
+                callback(epoch, val_loss)  # may raise to end training
             better = val is None or val_loss < best * (1.0 - cfg.min_delta)
             if val is None or val_loss < best:
                 best_epoch = epoch

@@ -129,3 +129,11 @@ def test_killed_process_resumes_from_the_command_line(config, uninterrupted):
 
     assert run_experiment.main(["--resume", str(config.parent / "killed"), "--quiet"]) == 0
     _same_results(uninterrupted, config.parent / "killed")
+
+
+def test_worker_pool_stores_the_same_results(config, uninterrupted):
+    """Pool processes send each pair's files back; this process stores them."""
+    pooled = run(load_config(config, overrides=["run.name=pool", "run.workers=2"])).run_dir
+    _same_results(uninterrupted, pooled)
+    assert len(list(pooled.glob("models/*.pt"))) == len(list(uninterrupted.glob("models/*.pt")))
+    assert not list(pooled.rglob(".*.tmp"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ class TorchForecaster(Forecaster):
         self.best_epoch_: int | None = None
         self.stopped_early_: bool | None = None
         self.scaler: StandardScaler | None = None
+        # Called as f(epoch, val_loss) by the training loop after each epoch; may raise
+        # to end training (the pruning of forecast.search).
+        self.epoch_callbacks: list[Callable[[int, float], None]] = []
 
     @abstractmethod
     def build_network(self) -> nn.Module:
