@@ -19,10 +19,17 @@ one-call floor. Variants, run interleaved in `--repeats` rounds per thread count
   an `nn.LSTM` encoder over the window, one `nn.LSTM` decoder call over the horizon (its
   input the known covariates and a one-hot of the step, as ours), a linear head, MSE,
   fused Adam; batches sliced from pre-gathered tensors.
-- `<model>:read`: the read decoder's extra work alone, which the floor does not do: the
-  attention scores, the per-feature maps over (step, input) [B, 2V, H, L], the read and
-  the maps, forward and backward, on fixed LSTM states (`ReadDecoder._steps`), as many
-  batches as an epoch.
+- `<model>:bare_read_floor`: the floor of the read decoder's own architecture, which does
+  strictly more work than `floor`: the same bare LSTMs plus, in plain autograd, the
+  attention's score of every decoder state against every encoder state (Luong dot, or
+  Bahdanau's additive score over [B, H, L, A]), a lag prior added to it, the softmax over
+  the input steps of every (window, read feature, step) [B, 2V, H, L] and the weighted
+  sum of the values; its ratio to `floor` is the cost of that extra work.
+
+With `--schedule`, each model is also fitted once with every default (validation on the
+protocol's validation windows, early stopping, the lag-prior phase then content) and the
+epochs of each phase are counted: the schedule's mean ratio weights each phase's ratio
+by its epochs.
 
 Each ratio is the median over rounds of (variant seconds) / (floor seconds) of the same
 round: a slow spell of the shared machine hits both. Threads, the OpenMP wait policy
@@ -84,51 +91,98 @@ class BareDirect(nn.Module):
         return self.head(s)
 
 
-def time_floor(ds: WindowDataset, hidden: int, batch_size: int, lr: float) -> float:
-    """Seconds of one epoch of `BareDirect` with fused Adam over `ds`."""
+class BareRead(BareDirect):
+    """The floor of the read decoder's own architecture: `BareDirect`'s LSTMs, the
+    attention's score of every decoder state against every encoder state (Luong dot or
+    Bahdanau's additive score), a lag prior [2V, H, L] added to it, the softmax over the
+    input steps of each (window, feature, step), the weighted sum of the values and a
+    linear mix of the 2V reads; plain autograd, no maps."""
+
+    def __init__(self, n_in: int, n_dec: int, hidden: int, n_out: int, n_read: int,
+                 shape: tuple[int, int], additive: bool) -> None:  # fmt: skip
+        super().__init__(n_in, n_dec, hidden, n_out)
+        self.prior = nn.Parameter(torch.zeros(n_read, *shape))  # [2V, H, L]
+        self.mix = nn.Linear(n_read, n_out)
+        self.additive = None
+        if additive:
+            self.additive = nn.ModuleList(
+                [nn.Linear(hidden, hidden, bias=False), nn.Linear(hidden, hidden),
+                 nn.Linear(hidden, 1, bias=False)]
+            )  # fmt: skip
+
+    def forward(self, x: torch.Tensor, dec_in: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        memory, state = self.encoder(x)
+        s, _ = self.decoder(dec_in, state)  # [B, H, D]
+        if self.additive is None:
+            c = torch.bmm(s, memory.transpose(1, 2)) / s.shape[-1] ** 0.5  # [B, H, L]
+        else:
+            w_s, w_h, v = self.additive
+            c = v(torch.tanh(w_s(s)[:, :, None] + w_h(memory)[:, None])).squeeze(-1)
+        a = torch.softmax(self.prior + c[:, None], dim=-1)  # [B, 2V, H, L]
+        return self.mix(torch.einsum("bvhl,blv->bhv", a, values))
+
+
+def time_floor(
+    ds: WindowDataset, hidden: int, batch_size: int, lr: float, read: str | None = None
+) -> float:
+    """Seconds of one epoch of `BareDirect` (or, with `read` = 'luong_dot' or
+    'bahdanau', of `BareRead`) with fused Adam over `ds`."""
     b = ds.batch(np.arange(len(ds)))
     x = torch.cat([b["past_target"], b["past_covariates"], b["past_known"]], -1).contiguous()
-    H = ds.layout.horizon
+    H, L = ds.layout.horizon, ds.layout.input_length
     steps = torch.eye(H).expand(len(ds), H, H)
     dec_in = torch.cat([b["future_known"], steps], -1).contiguous()
     y = b["future_target"].contiguous()
-    net = BareDirect(x.shape[-1], dec_in.shape[-1], hidden, y.shape[-1])
+    past = b["past_target"]
+    values = torch.cat([past - past[:, -1:], b["past_covariates"]], -1)
+    values = torch.cat([values, -values], -1).contiguous()  # [N, L, 2V]
+    sizes = (x.shape[-1], dec_in.shape[-1], hidden, y.shape[-1])
+    if read is None:
+        net: nn.Module = BareDirect(*sizes)
+    else:
+        net = BareRead(*sizes, values.shape[-1], (H, L), additive=read == "bahdanau")
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
     start = time.perf_counter()
     for idx in torch.randperm(len(ds)).split(batch_size):
-        loss = nn.functional.mse_loss(net(x[idx], dec_in[idx]), y[idx])
+        args = (x[idx], dec_in[idx]) if read is None else (x[idx], dec_in[idx], values[idx])
+        loss = nn.functional.mse_loss(net(*args), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return time.perf_counter() - start
 
 
-def time_read(model: str, ds: WindowDataset) -> float:
-    """Seconds of the read decoder's read (`_steps`), forward and backward, for an
-    epoch's batches of `model` in its content phase, on fixed LSTM states."""
-    forecaster = create_model(model, ds.layout, progress=False, device="cpu", attention_warmup=0)
-    forecaster.network = net = forecaster.make_network()
-    dec = net.decoder
-    cfg = forecaster.config
-    batch = ds.batch(np.arange(min(len(ds), cfg.batch_size)))
-    raw = batch["past_target"]
-    inputs = torch.cat([raw, batch["past_covariates"]], dim=-1)
-    with torch.no_grad():
-        x = torch.cat([net.revin.normalize(raw), batch["past_covariates"], batch["past_known"]], -1)
-        memory, state, _ = net.encoder(x)
-        q, _ = dec.lstm(torch.cat([batch["future_known"], dec.steps.expand(len(x), -1, -1)], -1))
-    past = inputs[..., : dec.n_targets]
-    values = torch.cat([past - past[:, -1:], inputs[..., dec.n_targets :]], dim=-1)
-    values = torch.cat([values, -values], dim=-1)
-    memory.requires_grad_(True)
-    q.requires_grad_(True)
-    n_batches = -(-len(ds) // cfg.batch_size)
-    start = time.perf_counter()
-    for _ in range(n_batches):
-        keys = dec.attention.prepare_keys(dec.key_state(memory) + dec.key_input(x))
-        y, _, _ = dec._steps(q + dec.step_query, keys, values, 0, maps=False)
-        y.sum().backward()
-    return time.perf_counter() - start
+def _median_ratio(times: list[float], reference: list[float]) -> float:
+    """Median over rounds of a variant's seconds over the reference's of the same round."""
+    return statistics.median(t / r for t, r in zip(times, reference, strict=True))
+
+
+def _schedule(
+    models: list[str], ds: WindowDataset, val: WindowDataset, results: list[dict]
+) -> dict:
+    """Fit each model once with every default and count the epochs of each phase; the
+    schedule's ratio to the floor weights the phases' measured ratios (first thread
+    count) by those epochs."""
+    threads = results[0]["threads"]
+    ratio = {r["variant"]: r["x_floor_median"] for r in results if r["threads"] == threads}
+    out = {}
+    for m in models:
+        model = create_model(m, ds.layout, progress=False, device="cpu").fit(ds, val)
+        counts = model.history_["phase"].value_counts().to_dict()
+        n1, n2 = int(counts.get(1, 0)), int(counts.get(2, 0))
+        mean = (n1 * ratio[f"{m}:lag_prior"] + n2 * ratio[f"{m}:content"]) / max(n1 + n2, 1)
+        out[m] = {
+            "lag_prior_epochs": n1,
+            "content_epochs": n2,
+            "best_epoch": model.best_epoch_,
+            "x_floor_schedule_mean": round(mean, 3),
+        }
+        print(
+            f"{m}, default schedule ({len(val)} validation windows): {n1} lag-prior epochs, "
+            f"{n2} content epochs, best epoch {model.best_epoch_}; epochs' mean "
+            f"{mean:.2f}x the floor (threads {threads})"
+        )
+    return out
 
 
 def main() -> None:
@@ -139,6 +193,7 @@ def main() -> None:
     p.add_argument("--track", default="MS", choices=["U", "MS", "M"])
     p.add_argument("--models", nargs="+", default=["lstm", "lstm_bahdanau"])
     p.add_argument("--data-path", default=str(DEFAULT_ETT))
+    p.add_argument("--schedule", action="store_true", help="count each phase's epochs")
     p.add_argument("--out", default="bench/results/floor_ratio.json")
     args = p.parse_args()
 
@@ -155,7 +210,8 @@ def main() -> None:
     for m in args.models:
         for phase in PHASES:
             timers[f"{m}:{phase}"] = lambda m=m, phase=phase: time_ours(m, phase, ds)
-        timers[f"{m}:read"] = lambda m=m: time_read(m, ds)
+        att = create_model(m, ds.layout).config.attention
+        timers[f"{m}:bare_read_floor"] = lambda att=att: time_floor(ds, hidden, batch_size, lr, att)
     policy = {
         k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
     }
@@ -175,14 +231,19 @@ def main() -> None:
             f"{load_after[0]:.2f}; ETTh1 {args.track} L96 H24, hidden {hidden}, batch "
             f"{batch_size}, {len(ds)} windows/epoch, median of {args.repeats} interleaved rounds"
         )
-        print(f"{'variant':<28} {'s/epoch':>8} {'windows/s':>10} {'x floor':>8}  check")
+        head = f"{'variant':<30} {'s/epoch':>8} {'windows/s':>10} {'x floor':>8} {'x own':>6}"
+        print(f"{head}  check (x floor)")
         for name, times in runs.items():
-            ratio = statistics.median(t / f for t, f in zip(times, runs["floor"], strict=True))
+            ratio = _median_ratio(times, runs["floor"])
+            own = None
+            if name.endswith(":content"):  # against its own architecture's floor
+                own = _median_ratio(times, runs[name.replace(":content", ":bare_read_floor")])
             med = statistics.median(times)
             check = ""
             if name.endswith((":lag_prior", ":content")):
                 check = f"<= {TARGET}x: {'met' if ratio <= TARGET else 'NOT met'}"
-            print(f"{name:<28} {med:8.3f} {len(ds) / med:10.0f} {ratio:8.2f}  {check}")
+            own_text = f"{own:6.2f}" if own is not None else " " * 6
+            print(f"{name:<30} {med:8.3f} {len(ds) / med:10.0f} {ratio:8.2f} {own_text}  {check}")
             results.append(
                 {
                     "threads": threads,
@@ -191,10 +252,12 @@ def main() -> None:
                     "seconds": [round(t, 4) for t in times],
                     "windows_per_s": round(len(ds) / med, 1),
                     "x_floor_median": round(ratio, 3),
+                    "x_own_floor_median": None if own is None else round(own, 3),
                     "load_before": load_before,
                     "load_after": load_after,
                 }
             )
+    schedule = _schedule(args.models, ds, data.val, results) if args.schedule else None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = {
@@ -210,7 +273,8 @@ def main() -> None:
         "cpus": os.cpu_count(),
         **{k.lower(): v for k, v in policy.items()},
     }
-    out.write_text(json.dumps({"setup": setup, "results": results}, indent=2) + "\n")
+    result = {"setup": setup, "results": results, "schedule": schedule}
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 
 
