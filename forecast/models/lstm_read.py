@@ -47,6 +47,14 @@ queries. Measured on a lagged-driver generator and ETTh1 in `bench/attention_acc
 A few scalars (the lag prior, the feature logits, the read's scale) are stored divided
 by `FAST = 10` and multiplied back in `forward`: under Adam this gives them a 10x larger
 effective learning rate, so the map sharpens within the epochs the rest needs.
+
+Cost. The largest tensor is the per-feature map a [B, 2V, H, L]. In the lag-prior phase
+it is the same for every window, so it is computed once per batch as [2V, H, L] and the
+read is one matrix product. In the content phase, a training forward (`maps=False`, what
+the training loop asks for) reads through `forecast.models.fused.softmax_read`, one
+autograd node with the softmax's closed-form gradient, and builds no maps; the global
+attention types skip the local types' masking. bench/bench_floor.py times both phases
+against the bare-kernel floor (figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
