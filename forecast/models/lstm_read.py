@@ -68,7 +68,7 @@ from torch import Tensor, nn
 from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.models.attention import Attention, create_attention
 from forecast.models.attention.normalizers import get_normalizer, uniform
-from forecast.models.fused.read import softmax_read
+from forecast.models.fused.read import row_read, softmax_read
 from forecast.models.ridge import RidgeAccumulator
 
 FAST = 10.0
@@ -306,11 +306,7 @@ class ReadDecoder(nn.Module):
             else:
                 scores = prior + (self.gate * c)[:, None]  # [B, 2V, Hq, L]
             a = normalize(scores)
-            # One matrix-vector product per (window, feature): a needs no copy.
-            read = torch.bmm(
-                a.reshape(B * V2, Hq, -1), values.transpose(1, 2).reshape(B * V2, -1, 1)
-            )
-            read = read.view(B, V2, Hq).transpose(1, 2)  # [B, Hq, 2V]
+            read = row_read(a, values.transpose(1, 2)).transpose(1, 2)  # [B, Hq, 2V]
         y, beta = self._mix(q, values, read)
         if not maps:
             return y, None, None

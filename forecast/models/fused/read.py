@@ -25,12 +25,22 @@ import torch
 from torch import Tensor
 
 
+def row_read(a: Tensor, values_t: Tensor) -> Tensor:
+    """r [B, 2V, H] = sum_l a[b, v, h, l] values_t[b, v, l] for a contiguous a
+    [B, 2V, H, L]: per (window, feature) a row vector times a's transposed view, which
+    oneDNN/MKL run several times faster than the matrix-vector product a @ x (measured
+    in docs/benchmarks.md); the same sums up to rounding."""
+    B, V2, H, L = a.shape
+    rows = values_t.reshape(B * V2, 1, L)
+    return torch.bmm(rows, a.reshape(B * V2, H, L).transpose(1, 2)).view(B, V2, H)
+
+
 class _Read(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, prior: Tensor, content: Tensor, values_t: Tensor) -> Tensor:
         a = torch.softmax(prior + content[:, None], dim=-1)  # [B, 2V, H, L]
         B, V2, H, L = a.shape
-        read = torch.bmm(a.view(B * V2, H, L), values_t.reshape(B * V2, L, 1)).view(B, V2, H)
+        read = row_read(a, values_t)
         ctx.save_for_backward(a, values_t, read)
         return read
 
@@ -39,8 +49,9 @@ class _Read(torch.autograd.Function):
     def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
         a, values_t, read = ctx.saved_tensors
         g_values = None
-        if ctx.needs_input_grad[2]:  # [B, 2V, L]: sum_h a g
-            g_values = (a * g[..., None]).sum(2)
+        if ctx.needs_input_grad[2]:  # [B, 2V, L]: sum_h g a, one row x matrix product each
+            B, V2, H, L = a.shape
+            g_values = torch.bmm(g.reshape(B * V2, 1, H), a.view(B * V2, H, L)).view(B, V2, L)
         ds = (values_t[:, :, None, :] - read[..., None]).mul_(a).mul_(g[..., None])
         g_prior = ds.sum(0) if ctx.needs_input_grad[0] else None  # [2V, H, L]
         g_content = ds.sum(1) if ctx.needs_input_grad[1] else None  # [B, H, L]
