@@ -2,7 +2,7 @@
 
     python bench/bench_floor.py [--threads 1 2] [--repeats 5] [--windows 2048]
         [--track MS] [--models lstm lstm_bahdanau] [--data-path ../shared/data/ETTh1.csv]
-        [--out bench/results/floor_ratio.json]
+        [--schedule] [--out bench/results/floor_ratio.json]
 
 ETTh1 (the literature's protocol, track MS by default: OT out, 6 past covariates in),
 L=96, H=24, the first `--windows` training windows (0: all 8,521), every model at its
@@ -32,7 +32,8 @@ epochs of each phase are counted: the schedule's mean ratio weights each phase's
 by its epochs.
 
 Each ratio is the median over rounds of (variant seconds) / (floor seconds) of the same
-round: a slow spell of the shared machine hits both. Threads, the OpenMP wait policy
+round: a slow spell of the shared machine hits both. Column `x own` is a content epoch
+against its own architecture's bare floor, the same way. Threads, the OpenMP wait policy
 (OMP_WAIT_POLICY, GOMP_SPINCOUNT) and the load averages are printed beside the figures
 and written to the JSON. Issue #16's check: every default-schedule epoch <= 1.3x the floor.
 """
@@ -197,6 +198,8 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/floor_ratio.json")
     args = p.parse_args()
 
+    if not Path(args.data_path).is_file():
+        raise SystemExit(f"error: ETTh1 not found at {args.data_path}; pass --data-path")
     data = ett_bundle(args.data_path, args.track, 96, 24)
     ds = data.train
     if args.windows:
