@@ -65,8 +65,9 @@ PHASES = {"lag_prior": {"attention_warmup": 10_000}, "content": {"attention_warm
 
 def _settings(model: str, layout) -> dict:
     """The registry defaults the benchmark keeps (hidden size, batch, learning rate)."""
-    probe = create_model(model, layout)
-    return {k: getattr(probe.config, k) for k in ("hidden_size", "batch_size", "lr")}
+    cfg = create_model(model, layout).config
+    train = getattr(cfg, "train", cfg)  # training settings: flat, or in a `train` field
+    return {"hidden_size": cfg.hidden_size, "batch_size": train.batch_size, "lr": train.lr}
 
 
 def time_ours(model: str, phase: str, ds: WindowDataset) -> float:
