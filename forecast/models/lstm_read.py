@@ -298,11 +298,8 @@ class ReadDecoder(nn.Module):
                 c = self.gate * c.masked_fill(hidden, 0.0)
                 scores = (prior + c[:, None]).masked_fill(hidden[:, None], float("-inf"))
             elif not maps and self.fused_read and not self.uniform:  # training: one node
-                return (
-                    self._mix(q, values, softmax_read(prior, self.gate * c, values))[0],
-                    None,
-                    None,
-                )
+                y, _ = self._mix(q, values, softmax_read(prior, self.gate * c, values))
+                return y, None, None
             else:
                 scores = prior + (self.gate * c)[:, None]  # [B, 2V, Hq, L]
             a = normalize(scores)
