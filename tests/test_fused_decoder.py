@@ -8,6 +8,7 @@ import torch
 from forecast.data.windows import WindowLayout
 from forecast.models.fused import bahdanau as fused_bahdanau
 from forecast.models.fused import luong as fused_luong
+from forecast.models.fused import softmax_read
 from forecast.models.lstm import LSTMConfig, LSTMNetwork
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -238,3 +239,48 @@ def test_non_contiguous_keys():
         a = fused_bahdanau.bahdanau_decode(memory, keys2, *args)
         b = fused_bahdanau.bahdanau_decode(memory, odd, *args)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_gradcheck_of_the_read_node():
+    """The read decoder's read (`softmax_read`): closed-form backward, every input."""
+    g = torch.Generator().manual_seed(0)
+    prior = torch.randn(6, H, L, generator=g, dtype=torch.float64, requires_grad=True)
+    content = torch.randn(B, H, L, generator=g, dtype=torch.float64, requires_grad=True)
+    values = torch.randn(B, L, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(softmax_read, (prior, content, values))
+    a = torch.softmax(prior + content[:, None], dim=-1)  # what it computes
+    expected = torch.einsum("bvhl,blv->bhv", a, values)
+    torch.testing.assert_close(softmax_read(prior, content, values), expected)
+
+
+@pytest.mark.parametrize(
+    "attention, kw",
+    [("luong_dot", {}), ("bahdanau", {}), ("bahdanau", {"feature_attention": True})],
+)
+def test_read_decoder_trains_through_the_read_node_with_the_same_gradients(attention, kw):
+    """Without maps (the training loop's call) the read decoder's content phase reads
+    through `softmax_read`; predictions and every parameter and input gradient equal
+    the autograd path's (with maps) in float64."""
+    torch.manual_seed(0)
+    cfg = LSTMConfig(hidden_size=6, attention=attention, attention_warmup=0, **kw)
+    net = LSTMNetwork(LAYOUT, cfg).double().train()
+    for p in net.parameters():  # away from the zero-initialised gate and lag prior
+        torch.nn.init.normal_(p, std=0.3)
+    results = []
+    for maps in (True, False):
+        net.zero_grad()
+        inputs = {k: v.clone().requires_grad_(True) for k, v in _batch().items()}
+        out = net(inputs, return_attention=maps)
+        assert (out.temporal_attention is None) is (not maps)
+        out.prediction.square().sum().backward()
+        grads = {k: v.grad for k, v in inputs.items() if v.grad is not None}
+        results.append(
+            (out.prediction, {n: p.grad.clone() for n, p in net.named_parameters()}, grads)
+        )
+    (pred1, par1, in1), (pred2, par2, in2) = results
+    torch.testing.assert_close(pred2, pred1, rtol=1e-10, atol=1e-12)
+    assert par1.keys() == par2.keys() and in1.keys() == in2.keys() and in1
+    for name in par1:
+        torch.testing.assert_close(par2[name], par1[name], rtol=1e-9, atol=1e-12, msg=name)
+    for name in in1:
+        torch.testing.assert_close(in2[name], in1[name], rtol=1e-9, atol=1e-12, msg=name)

@@ -329,6 +329,24 @@ def test_read_decoder_phases(data):
     assert model.history_["phase"].tolist() == [1, 1, 2, 2]
 
 
+@pytest.mark.parametrize("attention", ["luong_dot", "bahdanau", "local_p"])
+@pytest.mark.parametrize("content", [False, True])
+def test_read_decoder_without_maps_forecasts_the_same(data, monkeypatch, attention, content):
+    """`return_attention=False` (the training loop's call) skips the read decoder's maps
+    and changes no forecast, in either phase, also when evaluation splits the batch."""
+    net = _net(data, attention, decoder="read", attention_warmup=0 if content else 5).eval()
+    batch = _batch(data)
+    with torch.no_grad():
+        full = net(batch)
+        bare = net(batch, return_attention=False)
+        monkeypatch.setattr(type(net.decoder), "chunk_rows", lambda self, rows: 2)
+        split = net(batch, return_attention=False)
+    assert full.temporal_attention is not None and full.feature_attention is not None
+    for out in (bare, split):
+        assert out.temporal_attention is None and out.feature_attention is None
+        torch.testing.assert_close(out.prediction, full.prediction, rtol=1e-6, atol=1e-6)
+
+
 def test_registered_models_and_flat_parameters(data):
     assert {
         "lstm", "lstm_plain", "lstm_bahdanau", "lstm_luong", "lstm_local", "darnn", "lstm_classic"

@@ -274,7 +274,11 @@ class LSTMNetwork(nn.Module):
         return torch.tanh(self.bridge_h(h)), self.bridge_c(c)  # [layers, B, D]
 
     def forward(
-        self, batch: Batch, teacher_forcing: float = 0.0, generator: torch.Generator | None = None
+        self,
+        batch: Batch,
+        teacher_forcing: float = 0.0,
+        generator: torch.Generator | None = None,
+        return_attention: bool = True,
     ) -> ForecastOutput:
         """Forecast a batch; `future_target` is read only when teacher_forcing > 0.
 
@@ -283,6 +287,9 @@ class LSTMNetwork(nn.Module):
             teacher_forcing: probability of feeding the true previous target (0 =
                 free-running, as at evaluation); autoregressive decoding only.
             generator: random generator of the teacher-forcing draws.
+            return_attention: the read decoder's maps (the training loop asks for none:
+                they are a pass over its largest tensor that no loss reads); the classic
+                decoder's are by-products and always come back.
         """
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing}")
@@ -294,13 +301,21 @@ class LSTMNetwork(nn.Module):
             # LSTMs' inputs (a covariate's effect does not scale with a window's spread).
             rows = self.decoder.chunk_rows(x.shape[0])
             if rows < x.shape[0]:  # evaluation of long windows: bounded memory
-                parts = [self.forward({k: v[i : i + rows] for k, v in batch.items()})
+                parts = [self.forward({k: v[i : i + rows] for k, v in batch.items()},
+                                      return_attention=return_attention)
                          for i in range(0, x.shape[0], rows)]  # fmt: skip
-                return ForecastOutput(*(torch.cat([getattr(o, f) for o in parts])
+                return ForecastOutput(*(None if getattr(parts[0], f) is None
+                                        else torch.cat([getattr(o, f) for o in parts])
                                         for f in ("prediction", "temporal_attention",
                                                   "feature_attention")))  # fmt: skip
             pred, temporal, feature = self._read(
-                x, raw, batch, batch.get("future_target"), teacher_forcing, generator
+                x,
+                raw,
+                batch,
+                batch.get("future_target"),
+                teacher_forcing,
+                generator,
+                return_attention,
             )
             return ForecastOutput(pred, temporal, feature)
         truth = None
@@ -331,8 +346,10 @@ class LSTMNetwork(nn.Module):
         truth: Tensor | None,
         teacher_forcing: float,
         generator: torch.Generator | None,
+        maps: bool = True,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """The read decoder's forecast and maps (the feature map scattered over all F)."""
+        """The read decoder's forecast and maps (the feature map scattered over all F;
+        no maps unless `maps`)."""
         dec: ReadDecoder = self.decoder
         memory = state = None
         if dec.needs_states():
@@ -341,7 +358,7 @@ class LSTMNetwork(nn.Module):
         truth = truth if teacher_forcing > 0.0 else None
         values = torch.cat([raw, batch["past_covariates"]], dim=-1)  # [B, L, V] data scale
         pred, temporal, values_map = dec(
-            memory, state, x, values, batch["future_known"], truth, teacher_forcing, generator
+            memory, state, x, values, batch["future_known"], truth, teacher_forcing, generator, maps
         )
         feature = None
         if values_map is not None:  # [B, L, V]: known covariates are never read (weight 0)

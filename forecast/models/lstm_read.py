@@ -47,6 +47,14 @@ queries. Measured on a lagged-driver generator and ETTh1 in `bench/attention_acc
 A few scalars (the lag prior, the feature logits, the read's scale) are stored divided
 by `FAST = 10` and multiplied back in `forward`: under Adam this gives them a 10x larger
 effective learning rate, so the map sharpens within the epochs the rest needs.
+
+Cost. The largest tensor is the per-feature map a [B, 2V, H, L]. In the lag-prior phase
+it is the same for every window, so it is computed once per batch as [2V, H, L] and the
+read is one matrix product. In the content phase, a training forward (`maps=False`, what
+the training loop asks for) reads through `forecast.models.fused.softmax_read`, one
+autograd node with the softmax's closed-form gradient, and builds no maps; the global
+attention types skip the local types' masking. bench/bench_floor.py times both phases
+against the bare-kernel floor (figures in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -58,8 +66,9 @@ import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import WindowDataset, WindowLayout
-from forecast.models.attention import create_attention
+from forecast.models.attention import Attention, create_attention
 from forecast.models.attention.normalizers import get_normalizer, uniform
+from forecast.models.fused.read import row_read, softmax_read
 from forecast.models.ridge import RidgeAccumulator
 
 FAST = 10.0
@@ -148,6 +157,12 @@ class ReadDecoder(nn.Module):
             normalizer=cfg.normalizer,
         )
         self.normalize = get_normalizer(cfg.normalizer)
+        # Whether the type's scores can be -inf (the local windows): the global types' never
+        # are, and then a softmax read trains as one node (`forecast.models.fused.read`).
+        self.masks = self.attention is not None and (
+            type(self.attention).mask_scores is not Attention.mask_scores
+        )
+        self.fused_read = cfg.normalizer == "softmax" and not self.masks
         self.uniform = False  # True: uniform weights over the input steps (an ablation)
         # Queries: a decoder LSTM over [known covariates, one-hot step (, previous forecast)].
         dec_in = K + H + (T if self.autoregressive else 0)
@@ -244,40 +259,69 @@ class ReadDecoder(nn.Module):
         e = fs["v"](torch.tanh(fs["W"](s)[:, :, None] + keys[:, None])).squeeze(-1)  # [B,Hq,V2]
         return torch.softmax(logits + self.gate * e[:, :, None], dim=-1)  # [B, Hq, T, V2]
 
+    def _mix(self, q: Tensor | None, values: Tensor, read: Tensor) -> tuple[Tensor, Tensor]:
+        """y [B, Hq, T], the read [B, Hq, 2V] mixed over the features, and the mixture
+        beta [1, 1, T, 2V] or [B, Hq, T, 2V]."""
+        beta = self._feature_weights(q, values)  # [1, 1, T, 2V] or [B, Hq, T, 2V]
+        if beta.shape[:2] == (1, 1):  # the same mixture for every window and step
+            mix = read @ beta[0, 0].T  # [B, Hq, T]
+        else:
+            mix = torch.einsum("bhtv,bhv->bht", beta, read)
+        return FAST * self.read_scale * mix + self.read_bias, beta
+
     def _steps(
-        self, q: Tensor | None, keys: Tensor | None, values: Tensor, lo: int
+        self, q: Tensor | None, keys: Tensor | None, values: Tensor, lo: int, maps: bool = True
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """The read part of steps lo .. lo + Hq - 1: y [B, Hq, T], maps [B, Hq, L] and
-        [B, L, V] (summed over these steps, not yet averaged).
+        [B, L, V] (summed over these steps, not yet averaged; None unless `maps`).
 
         Args:
             q: queries [B, Hq, D] (None during the warm-up).
             keys: prepared keys (None during the warm-up).
             values: [B, L, 2V] the inputs read, both signs.
             lo: the first step.
+            maps: also return the maps (the training loop asks for none).
         """
         if self.attention is None:
             return self.state_head(q), None, None
         B, Hq = values.shape[0], (q.shape[1] if q is not None else self.horizon - lo)
-        scores = FAST * self.lag_prior[None, :, self.lag_index[lo : lo + Hq]]  # [1, 2V, Hq, L]
-        if q is not None:
+        V2 = values.shape[2]
+        prior = FAST * self.lag_prior[:, self.lag_index[lo : lo + Hq]]  # [2V, Hq, L]
+        normalize = uniform if self.uniform else self.normalize
+        if q is None:  # the lag prior alone: one map [2V, Hq, L] for every window
+            a = normalize(prior)
+            read = torch.bmm(a, values.permute(2, 1, 0)).permute(2, 1, 0)  # [B, Hq, 2V]
+        else:
             c = self.attention.masked_scores(q, keys, step=lo, horizon=self.horizon)  # [B,Hq,L]
-            hidden = torch.isneginf(c)  # outside a local window
-            c = self.gate * c.masked_fill(hidden, 0.0)
-            scores = (scores + c[:, None]).masked_fill(hidden[:, None], float("-inf"))
-        a = (uniform if self.uniform else self.normalize)(scores)  # [B or 1, 2V, Hq, L]
-        a = a.expand(B, *a.shape[1:])
-        read = torch.einsum("bvhl,blv->bhv", a, values)  # [B, Hq, 2V]
-        beta = self._feature_weights(q, values)
-        T = beta.shape[2]
-        beta = beta.expand(B, Hq, T, beta.shape[3])
-        y = FAST * self.read_scale * torch.einsum("bhtv,bhv->bht", beta, read) + self.read_bias
+            if self.masks:  # a local type: -inf outside its window, kept out of the sum
+                hidden = torch.isneginf(c)
+                c = self.gate * c.masked_fill(hidden, 0.0)
+                scores = (prior + c[:, None]).masked_fill(hidden[:, None], float("-inf"))
+            elif not maps and self.fused_read and not self.uniform:  # training: one node
+                y, _ = self._mix(q, values, softmax_read(prior, self.gate * c, values))
+                return y, None, None
+            else:
+                scores = prior + (self.gate * c)[:, None]  # [B, 2V, Hq, L]
+            a = normalize(scores)
+            read = row_read(a, values.transpose(1, 2)).transpose(1, 2)  # [B, Hq, 2V]
+        y, beta = self._mix(q, values, read)
+        if not maps:
+            return y, None, None
         # The map pi_{h,j,v} = beta_{h,v} a_{h,v,j}, averaged over targets, both signs of
         # a feature together; marginals only ([B, Hq, L] and [B, L, V]), never pi itself.
-        temporal = torch.einsum("bhtv,bvhl->bhl", beta, a) / T
-        per_value = torch.einsum("bhtv,bvhl->blv", beta, a) / T
+        w = beta.mean(2)  # [1 or B, 1 or Hq, 2V]
+        if a.ndim == 3:  # the prior's map, the same for every window
+            temporal = torch.einsum("v,vhl->hl", w[0, 0], a).expand(B, Hq, -1)
+            per_value = torch.einsum("v,vhl->lv", w[0, 0], a).expand(B, -1, V2)
+        elif w.shape[:2] == (1, 1):
+            temporal = (w[0, 0] @ a.reshape(B, V2, -1)).view(B, Hq, -1)
+            per_value = (a.sum(2) * w[0, 0, :, None]).transpose(1, 2)
+        else:
+            w = w.expand(B, Hq, V2)
+            temporal = torch.einsum("bhv,bvhl->bhl", w, a)
+            per_value = torch.einsum("bhv,bvhl->blv", w, a)
         V = self.n_values
-        return y, temporal, per_value[..., :V] + per_value[..., V:]
+        return y, temporal.contiguous(), per_value[..., :V] + per_value[..., V:]
 
     def forward(
         self,
@@ -289,9 +333,11 @@ class ReadDecoder(nn.Module):
         truth: Tensor | None = None,
         teacher_forcing: float = 0.0,
         generator: torch.Generator | None = None,
+        maps: bool = True,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Forecast [B, H, T], temporal map [B, H, L] and the map over (input step, read
-        feature) [B, L, V] averaged over the steps (both None without attention).
+        feature) [B, L, V] averaged over the steps (both None without attention or
+        without `maps`).
 
         Args:
             memory: encoder states [B, L, state_dim] (None when `needs_states()` is False).
@@ -305,6 +351,7 @@ class ReadDecoder(nn.Module):
             teacher_forcing: probability of feeding the true previous target
                 (autoregressive decoding).
             generator: random generator of the teacher-forcing draws.
+            maps: compute the maps (the training loop asks for none).
         """
         B, H = x.shape[0], self.horizon
         T = self.n_targets
@@ -323,16 +370,25 @@ class ReadDecoder(nn.Module):
         steps = self.steps.expand(B, -1, -1)  # [B, H, H] one-hot of the step
         previous = self.attention is not None and self.attention.uses_previous_state
         if not self.needs_states():  # warm-up: the lag prior only, no query
-            y, temporal, per_value = self._steps(None, None, values, 0)
+            y, temporal, per_value = self._steps(None, None, values, 0, maps)
         elif not self.autoregressive:
             s, _ = self.lstm(torch.cat([future_known, steps], dim=-1), state)  # [B, H, D]
             if previous:  # Bahdanau: the query of step h is the state after step h - 1
                 s = torch.cat([state[0][-1][:, None], s[:, :-1]], dim=1)
             q = s + self.step_query if self.attention is not None else s
-            y, temporal, per_value = self._steps(q, keys, values, 0)
+            y, temporal, per_value = self._steps(q, keys, values, 0, maps)
         else:
             return self._loop(
-                state, keys, values, future_known, base, last, truth, teacher_forcing, generator
+                state,
+                keys,
+                values,
+                future_known,
+                base,
+                last,
+                truth,
+                teacher_forcing,
+                generator,
+                maps,
             )
         per_value = per_value / H if per_value is not None else None
         return base + y, temporal, per_value
@@ -348,6 +404,7 @@ class ReadDecoder(nn.Module):
         truth: Tensor | None,
         teacher_forcing: float,
         generator: torch.Generator | None,
+        maps: bool,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Autoregressive decoding: step h's query also sees the forecast of step h - 1
         (or the truth, with probability `teacher_forcing`)."""
@@ -367,7 +424,7 @@ class ReadDecoder(nn.Module):
             q = h_prev if previous else s
             if self.attention is not None:
                 q = q + self.step_query[t]
-            y, temporal, pv = self._steps(q, keys, values, t)
+            y, temporal, pv = self._steps(q, keys, values, t, maps)
             y = y + base[:, t : t + 1]  # [B, 1, T]
             ys.append(y)
             temporals.append(temporal)

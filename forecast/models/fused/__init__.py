@@ -20,6 +20,9 @@ dropout active). Their speed against the autograd loop is measured by
 `bench/bench_lstm.py` (`bahdanau` against `bahdanau_loop`, `luong_tf0.5` against
 `luong_tf0.5_loop`; figures in docs/benchmarks.md).
 
+`softmax_read` (module `read`) is the read decoder's read as one node, with the
+softmax's closed-form gradient.
+
 `tests/test_fused_decoder.py` checks outputs and every gradient against the step loop in
 float64, for each teacher-forcing mode, and runs `torch.autograd.gradcheck` on each node.
 Under AMP a node computes in float32 (its predictions and weights come out in float32,
@@ -32,5 +35,6 @@ from __future__ import annotations
 
 from forecast.models.fused.bahdanau import bahdanau_decode
 from forecast.models.fused.luong import luong_decode
+from forecast.models.fused.read import softmax_read
 
-__all__ = ["bahdanau_decode", "luong_decode"]
+__all__ = ["bahdanau_decode", "luong_decode", "softmax_read"]
