@@ -165,7 +165,9 @@ def validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"run.name: {err}") from None
     _one_of("run.predictions", r.predictions, PREDICTION_FILES)
     _positive("run.workers", r.workers)
-    if r.threads is not None:
+    if r.threads != "auto" and (isinstance(r.threads, bool) or not isinstance(r.threads, int)):
+        raise ConfigError(f"run.threads must be 'auto' or a positive integer, got {r.threads!r}")
+    if r.threads != "auto":
         _positive("run.threads", r.threads)
     _one_of("evaluation.dm_predictions", e.dm_predictions, DM_PREDICTIONS)
     if b.folds < 0 or b.folds == 1:

@@ -436,17 +436,20 @@ def training_facts(model: Forecaster) -> dict[str, Any]:
 
 
 def set_threads(cfg: ExperimentConfig) -> int | None:
-    """Apply `run.threads` (1 per worker process when unset and workers > 1).
+    """Apply `run.threads` ('auto' or a count; 1 per worker process for 'auto' when
+    workers > 1) through `forecast.threads.apply`.
 
-    Returns the previous torch thread count, to restore, or None when unchanged.
+    Returns the previous torch thread count, to restore.
     """
     import torch
 
-    threads = cfg.run.threads or (1 if cfg.run.workers > 1 else None)
-    if threads is None:
-        return None
+    from forecast import threads
+
+    requested = cfg.run.threads
+    if requested in (None, "auto") and cfg.run.workers > 1:
+        requested = 1
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    threads.apply(requested)
     return before
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from forecast import checkpoint
+from forecast import checkpoint, threads
 from forecast.checkpoint import load_checkpoint
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
@@ -104,6 +104,8 @@ class TrainConfig(ModelConfig):
         quantiles: quantile levels, e.g. (0.1, 0.5, 0.9), to add a quantile head (see
             `QuantileHead`) trained with the pinball loss, whose 0.5 level is the point
             forecast; None: a point forecast trained with the MSE.
+        threads: torch threads for fit and predict: 'auto' (the free cores, chosen once
+            per process, or the count the runner set; see `forecast.threads`) or a count.
     """
 
     epochs: int = 100
@@ -131,6 +133,7 @@ class TrainConfig(ModelConfig):
     max_train_windows: int | None = None
     max_val_windows: int | None = None
     quantiles: tuple[float, ...] | None = None
+    threads: int | str = "auto"
 
     def __post_init__(self) -> None:
         if self.quantiles is not None:
@@ -158,6 +161,7 @@ class TrainConfig(ModelConfig):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        threads.choose(1, 0.0, self.threads, "")  # validates: 'auto' or an int >= 1
         self.teacher_forcing_schedule()  # validates the ratio and the schedule's parameters
 
     def teacher_forcing_schedule(self) -> TeacherForcingSchedule:
@@ -334,6 +338,7 @@ class TorchForecaster(Forecaster):
             raise ValueError("fit needs at least one training window, got an empty dataset")
         torch.manual_seed(cfg.seed)  # weights and dropout
         generator = torch.Generator().manual_seed(cfg.seed)  # shuffling and coin flips
+        threads.apply(cfg.threads)  # issue 16: threads once per process (forecast/threads.py)
         self.device = resolve_device(cfg.device)
         self.network = self.make_network().to(self.device)
         warm_start = getattr(self.network, "warm_start", None)  # data-dependent init
@@ -545,6 +550,7 @@ class TorchForecaster(Forecaster):
                 forward takes `return_attention` (the transformer).
         """
         self._check_fitted()
+        threads.apply(getattr(self.config, "threads", "auto"))  # issue 16: threads
         self.network.eval()
         with torch.no_grad():
             out = self.network(
