@@ -92,7 +92,7 @@ TARGETS: dict[str, list[tuple[str, int, int, str, float, float, str]]] = {
     ],
     "weather": [("M", 336, 96, "nlinear", 0.182, 0.02, "NLinear (published)")],
 }
-# Training settings shared by every neural model in the suite (each is a TrainConfig field).
+# Training settings shared by every neural model in the suite (TrainConfig fields, passed flat).
 NEURAL_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
     "patience": 3,

@@ -83,7 +83,7 @@ def _time_variant(
     read = name.startswith("read_")
     model = _Bench(
         ds.layout,
-        _Bench.Config(
+        _Bench.Config.from_params(
             hidden_size=HIDDEN,
             batch_size=BATCH,
             epochs=1,

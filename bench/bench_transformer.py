@@ -46,7 +46,7 @@ VARIANTS = [
 def _time_variant(
     ds: WindowDataset, decoding: str, tf: float, attention_dropout: float | None = None
 ) -> tuple[float, float]:
-    config = TransformerForecaster.Config(
+    config = TransformerForecaster.Config.from_params(
         **ARCH,
         attention_dropout=attention_dropout,
         decoding=decoding,

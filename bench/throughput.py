@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
-from forecast.training import TorchForecaster  # noqa: E402
+from forecast.models.torch_base import TorchForecaster  # noqa: E402
 
 L, H, BATCH = 96, 24, 32
 

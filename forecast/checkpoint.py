@@ -3,7 +3,9 @@ them and a checkpoint can never run code while loading.
 
 A checkpoint holds the fitted state (a torch model's weights, a baseline's learned
 parameters such as ridge coefficients, nothing for a rule like repeat-last), the config
-and the window layout as plain dicts, the scaler's state (to forecast in original
+(its flat keys, as `create_model` takes them: a torch model's architecture and training
+keys together, see `forecast.models.base.split_params`) and the window layout as plain
+dicts, the scaler's state (to forecast in original
 units), a torch model's training history (and any `extra_histories_`, e.g. of a
 pretraining stage), the model's registry name and class path to rebuild it, and, for a
 saved `forecast.pipeline.Pipeline`, the pipeline's column roles, frequency and options.
@@ -24,7 +26,7 @@ import hashlib
 import io
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
@@ -32,9 +34,10 @@ import torch
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import WindowLayout
 from forecast.io import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from forecast.models.base import Forecaster
+from forecast.models.base import Forecaster
+from forecast.models.registry import get_entry, list_models
+from forecast.models.torch_base import TorchForecaster
+from forecast.training import HISTORY_COLUMNS, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +120,6 @@ def _load_plain(data: bytes, path: Path) -> dict[str, Any]:
     return obj
 
 
-def _is_torch(model: object) -> bool:
-    from forecast.training import TorchForecaster
-
-    return isinstance(model, TorchForecaster)
-
-
 def save_checkpoint(
     model: Forecaster,
     path: str | Path,
@@ -139,13 +136,13 @@ def save_checkpoint(
     """
     scaler = scaler if scaler is not None else getattr(model, "scaler", None)
     cls = type(model)
-    torch_model = _is_torch(model)
+    torch_model = isinstance(model, TorchForecaster)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "name": model.name,
         "class": f"{cls.__module__}:{cls.__qualname__}",
-        "config": dataclasses.asdict(model.config),
+        "config": model.config.params(),  # flat keys, as `create_model` takes them
         "layout": dataclasses.asdict(model.layout),
         "state_dict": state,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -170,8 +167,6 @@ def _forecaster_class(
     """The class to rebuild: the caller's `model_class`, else the registered model `name`
     (or another registered model) whose class is `class_path`. Nothing named in the file
     is ever imported."""
-    from forecast.models.base import Forecaster
-    from forecast.models.registry import get_entry, list_models
 
     def path_of(cls: type) -> str:
         return f"{cls.__module__}:{cls.__qualname__}"
@@ -231,12 +226,12 @@ def read_model(
     for key in ("targets", "past_covariates", "known_covariates"):
         lay[key] = tuple(lay[key])
     try:
-        config = cls.Config(**payload["config"])
+        config = cls.Config.from_params(**payload["config"])
         model = cls(WindowLayout(**lay), config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its config does not fit {cls.__name__} ({err})") from None
     model.name = payload["name"]
-    if _is_torch(model):
+    if isinstance(model, TorchForecaster):
         _restore_torch(model, payload, device, path)
     else:
         try:
@@ -256,10 +251,8 @@ def _first(err: Exception) -> str:
 
 def _restore_torch(model: Any, payload: dict[str, Any], device: str | None, path: Path) -> None:
     """Network weights, device, history and scaler of a torch model from its payload."""
-    from forecast.training import HISTORY_COLUMNS, resolve_device
-
     try:
-        model.device = resolve_device(device or model.config.device)
+        model.device = resolve_device(device or model.config.train.device)
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}; pass device= (--device) to load it here") from None
     model.network = model.make_network()

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from forecast.config_checks import (
+    SYNTHETIC,
     ConfigError,
     check_type,
     model_names,
@@ -118,10 +119,6 @@ class RunConfig:
     workers: int = 1
     plots: bool = True
     predictions: str = "npz"
-
-
-SYNTHETIC = ("synthetic", "synthetic_lagged")
-"""The embedded datasets with a known ground truth."""
 
 
 @dataclass

@@ -7,17 +7,21 @@ was expected.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import types
 import typing
 from typing import TYPE_CHECKING, Any
+
+from forecast.params import config_groups, param_names
 
 if TYPE_CHECKING:
     from forecast.config import ExperimentConfig
     from forecast.data.windows import WindowLayout
 
 log = logging.getLogger(__name__)
+
+SYNTHETIC = ("synthetic", "synthetic_lagged")
+"""The embedded datasets with a known ground truth."""
 
 MODEL_GROUPS = ("all", "baselines", "neural")
 SPLITS = ("fractions", "borders", "timestamps", "ett_hour", "ett_minute")
@@ -88,13 +92,14 @@ def typed_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, Any
         values: key -> value, as parsed.
         where: the section name used in error messages (e.g. '[data]', '[model.lstm]').
     """
-    hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
+    groups = config_groups(cls)  # nested configs (a torch model's `train`) take flat keys
+    valid = param_names(cls)
     unknown = [k for k in values if k not in valid]
     if unknown:
         raise ConfigError(
             f"unknown key(s) {unknown} in section {where}; valid keys: {sorted(valid)}"
         )
+    hints = {k: v for c in (cls, *groups.values()) for k, v in typing.get_type_hints(c).items()}
     out = {}
     for key, value in values.items():
         if not check_type(value, hints[key]):
@@ -294,7 +299,6 @@ def model_names(
 def _config_period(cfg: ExperimentConfig) -> tuple[int, str] | None:
     """(seasonal period, frequency) of the data a config names, without reading it; None
     for a CSV, whose frequency is known only once it is loaded."""
-    from forecast.config import SYNTHETIC
     from forecast.data.calendar import seasonal_period
 
     if cfg.data.dataset in SYNTHETIC:
@@ -365,7 +369,7 @@ def model_params(cfg: ExperimentConfig, name: str, seed: int) -> dict[str, Any]:
     from forecast.models.registry import get_entry
 
     entry = get_entry(name)
-    fields = {f.name for f in dataclasses.fields(entry.cls.Config)}
+    fields = set(param_names(entry.cls.Config))
     run_wide = {"seed": seed, "device": cfg.run.device, "progress": cfg.run.progress}
     shared = {**run_wide, **(cfg.train if entry.kind == "neural" else {})}
     return {**{k: v for k, v in shared.items() if k in fields}, **cfg.model.get(name, {})}
@@ -415,7 +419,7 @@ def validate_models(cfg: ExperimentConfig) -> None:
             )
         typed_fields(entry.cls.Config, params, where)
         try:
-            entry.cls.Config(**{**entry.defaults, **params})
+            entry.cls.Config.from_params(**{**entry.defaults, **params})
         except (ValueError, TypeError) as err:
             raise ConfigError(f"{where}: {err}") from None
 

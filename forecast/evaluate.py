@@ -75,7 +75,7 @@ def predict_dataset(
         temporal_attention=np.concatenate(temporal) if temporal else None,
         feature_attention=np.concatenate(feature) if feature else None,
         quantiles=np.concatenate(quantiles) if quantiles else None,
-        quantile_levels=getattr(model.config, "quantiles", None) if quantiles else None,
+        quantile_levels=model.config.params().get("quantiles") if quantiles else None,
     )
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forecast.checkpoint import CheckpointError, read_model, save_checkpoint
 from forecast.data.calendar import calendar_features
 from forecast.data.frame import STEP, ColumnRoles, SeriesFrame, is_step_index, prepare_frame
 from forecast.data.prepare import DataBundle
@@ -455,8 +456,6 @@ class Pipeline:
         Args:
             path: destination file; its folder is created.
         """
-        from forecast.checkpoint import save_checkpoint
-
         meta = json.loads(json.dumps(self.metadata(), default=str))
         return save_checkpoint(self.model, path, scaler=self.scaler, pipeline=meta)
 
@@ -472,8 +471,6 @@ def load(path: str | Path, device: str | None = None) -> Pipeline:
         path: a file written by `Pipeline.save` (a run folder's `models/<name>_seed<k>.pt`).
         device: where to put a torch model's network; None uses the saved config's.
     """
-    from forecast.checkpoint import CheckpointError, read_model
-
     model, payload = read_model(path, device=device)
     raw = payload.get("pipeline")
     if not isinstance(raw, dict) or payload.get("scaler") is None:

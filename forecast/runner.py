@@ -429,7 +429,7 @@ def training_facts(model: Forecaster) -> dict[str, Any]:
         return {}
     return {
         "epochs_run": len(history),
-        "epoch_budget": int(getattr(model.config, "epochs", len(history))),
+        "epoch_budget": int(model.config.params().get("epochs", len(history))),
         "best_epoch": getattr(model, "best_epoch_", None),
         "stopped_early": bool(getattr(model, "stopped_early_", False)),
     }

@@ -25,7 +25,7 @@ def data():
 
 
 def test_trend_is_a_moving_average_with_repeated_ends(data):
-    net = LinearNetwork(data.layout, DLinearConfig(kernel_size=5))
+    net = LinearNetwork(data.layout, DLinearConfig.from_params(kernel_size=5))
     x = torch.tensor([[1.0, 2.0, 4.0, 8.0, 16.0, 32.0]])
     padded = [1.0, 1.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 32.0, 32.0]
     expected = [np.mean(padded[i : i + 5]) for i in range(6)]
@@ -62,9 +62,9 @@ def test_beats_repeat_last_on_a_seasonal_trend(data, name):
 
 def test_bad_settings_are_named(data):
     with pytest.raises(ValueError, match="kernel_size must be odd"):
-        DLinearConfig(kernel_size=4)
+        DLinearConfig.from_params(kernel_size=4)
     with pytest.raises(ValueError, match="unknown decomposition 'fourier'"):
-        DLinearConfig(decomposition="fourier")
+        DLinearConfig.from_params(decomposition="fourier")
     with pytest.raises(ValueError, match="kernel_size 49 is longer than the input length 48"):
-        LinearNetwork(data.layout, DLinearConfig(kernel_size=49))
-    assert LinearNetwork(data.layout, DLinearConfig()).kernel_size == 25
+        LinearNetwork(data.layout, DLinearConfig.from_params(kernel_size=49))
+    assert LinearNetwork(data.layout, DLinearConfig.from_params()).kernel_size == 25

@@ -19,7 +19,13 @@ import torch
 
 import run_experiment
 from forecast import ColumnRoles, create_model, prepare_data
-from forecast.checkpoint import CheckpointError, atomic_save, load_checkpoint, read_checkpoint
+from forecast.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from forecast.config import config_from_dict
 from forecast.io import STALE_TMP, atomic_write, read_csv, read_json
 from forecast.runner import Runner
@@ -58,7 +64,7 @@ def fitted(tmp_path_factory, one_thread):
         "lstm_plain", data.layout, epochs=1, hidden_size=4, progress=False, device="cpu"
     )
     model.fit(data.train, data.val)
-    path = model.save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.pt", scaler=data.scaler)
+    path = save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "m.pt", scaler=data.scaler)
     return model, path
 
 
@@ -79,7 +85,7 @@ def test_checkpoint_naming_a_foreign_module_is_refused_without_importing_it(
     marker = tmp_path / "marker"
     (tmp_path / "evil_ckpt_mod.py").write_text(
         f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
-        "from forecast.training import TorchForecaster\n"
+        "from forecast.models.torch_base import TorchForecaster\n"
         "class Evil(TorchForecaster):\n    pass\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))

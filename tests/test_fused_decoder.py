@@ -31,7 +31,9 @@ def _batch(seed: int = 0) -> dict:
 
 def _net(attention: str = "bahdanau", **kw) -> LSTMNetwork:
     torch.manual_seed(0)
-    cfg = LSTMConfig(hidden_size=6, attention=attention, attention_dim=5, decoder="classic", **kw)
+    cfg = LSTMConfig.from_params(
+        hidden_size=6, attention=attention, attention_dim=5, decoder="classic", **kw
+    )
     return LSTMNetwork(LAYOUT, cfg).double()
 
 
@@ -184,7 +186,7 @@ def test_under_autocast_the_node_computes_in_float32(attention):
     copies, so its backward sees one dtype and the gradients come back in each input's
     own dtype, close to a float32 run."""
     torch.manual_seed(0)
-    cfg = LSTMConfig(hidden_size=6, attention=attention, decoder="classic")
+    cfg = LSTMConfig.from_params(hidden_size=6, attention=attention, decoder="classic")
     dec = LSTMNetwork(LAYOUT, cfg).decoder
     g = torch.Generator().manual_seed(0)
     memory = torch.randn(B, L, 6, generator=g)

@@ -15,7 +15,7 @@ from forecast.data.prepare import DataBundle
 from forecast.data.synthetic import SyntheticDataset, make_driver_dataset
 from forecast.data.windows import Batch, WindowLayout
 from forecast.models.base import ForecastOutput
-from forecast.training import TorchForecaster, TrainConfig
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
 
 
 class TinyNet(nn.Module):
@@ -49,7 +49,7 @@ class TinyNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class TinyConfig(TrainConfig):
+class TinyConfig(TorchModelConfig):
     """Args: hidden: MLP width."""
 
     hidden: int = 32
@@ -70,7 +70,7 @@ def tiny_model(layout: WindowLayout, **params: object) -> TinyForecaster:
     defaults = dict(
         epochs=8, batch_size=32, lr=3e-3, progress=False, patience=None, device="cpu", seed=0
     )
-    return TinyForecaster(layout, TinyConfig(**{**defaults, **params}))
+    return TinyForecaster(layout, TinyConfig.from_params(**{**defaults, **params}))
 
 
 def synthetic_bundle(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from forecast import create_model, metrics
-from forecast.checkpoint import load_checkpoint
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.config import DataConfig, ExperimentConfig, RunConfig
 from forecast.data.frame import ColumnRoles
 from forecast.data.prepare import prepare_data
@@ -90,7 +90,7 @@ def test_conformal_80_covers_the_synthetic_test_windows(synthetic, name):
 def test_quantile_head_is_calibrated_and_its_median_is_the_point_forecast(synthetic, tmp_path):
     params = {**FAST_LSTM, "quantiles": [0.1, 0.5, 0.9]}  # a list, as from a config file
     model = create_model("lstm", synthetic.layout, **params).fit(synthetic.train, synthetic.val)
-    assert model.config.quantiles == (0.1, 0.5, 0.9)
+    assert model.config.train.quantiles == (0.1, 0.5, 0.9)
     test = predict_dataset(model, synthetic.test)
     assert test.quantiles.shape == (*test.prediction.shape, 3)
     np.testing.assert_array_equal(test.quantiles[..., 1], test.prediction)
@@ -101,7 +101,7 @@ def test_quantile_head_is_calibrated_and_its_median_is_the_point_forecast(synthe
     assert abs(metrics.coverage(test.target, q[..., 0], q[..., 2]) - 0.8) <= 0.05
     # original units keep the order; a reloaded checkpoint gives the same quantiles
     assert (np.diff(quantiles_to_original(q, synthetic, synthetic.test), axis=-1) >= 0).all()
-    loaded = load_checkpoint(model.save_checkpoint(tmp_path / "q.pt"))
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "q.pt"))
     np.testing.assert_array_equal(predict_dataset(loaded, synthetic.test).quantiles, test.quantiles)
 
 

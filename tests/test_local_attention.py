@@ -231,7 +231,9 @@ def test_lstm_decoder_gives_each_step_its_own_local_m_window():
     torch.manual_seed(0)
     net = LSTMNetwork(
         data.layout,
-        LSTMConfig(hidden_size=8, attention="local_m", attention_window=window, decoder="classic"),
+        LSTMConfig.from_params(
+            hidden_size=8, attention="local_m", attention_window=window, decoder="classic"
+        ),
     )
     batch = data.test.batch(np.arange(6))
     centres = torch.arange(L - H, L, dtype=torch.float32)[None].expand(6, H)
@@ -251,7 +253,7 @@ def test_lstm_output_carries_the_window_centres(name, teacher_forcing):
     data = torch.randn(40, 1)
     ds = WindowDataset(data, np.arange(8), layout, np.zeros(8, np.int32))
     torch.manual_seed(0)
-    cfg = LSTMConfig(
+    cfg = LSTMConfig.from_params(
         hidden_size=8, attention=name, attention_window=D, progress=False, decoder="classic"
     )
     net = LSTMNetwork(layout, cfg).eval()

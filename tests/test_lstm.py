@@ -3,8 +3,6 @@ the classic decoder's fast path, the read decoder's phases, and accuracy."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,7 +55,7 @@ def _net(
         kw.setdefault("attention_warmup", 0)
         if attention == "none":
             feature_attention = False
-    cfg = LSTMConfig(
+    cfg = LSTMConfig.from_params(
         hidden_size=8,
         attention=attention,
         feature_attention=feature_attention,
@@ -348,32 +346,32 @@ def test_registered_models_and_flat_parameters(data):
     assert get_entry("lstm_classic").defaults["decoder"] == "classic"
     model = create_model("lstm", data.layout, hidden_size=64, epochs=5, attention="luong_dot")
     assert isinstance(model, LSTMForecaster)
-    assert (model.config.hidden_size, model.config.epochs, model.config.attention) == (
+    assert (model.config.hidden_size, model.config.train.epochs, model.config.attention) == (
         64,
         5,
         "luong_dot",
     )
-    assert model.config.decoder == "read" and model.config.teacher_forcing == 0.0
-    assert dataclasses.fields(model.config)[0].name == "epochs"  # TrainConfig's fields first
+    assert model.config.decoder == "read" and model.config.train.teacher_forcing == 0.0
+    assert model.config.train.lr == 3e-3  # the model's own training default is kept
 
 
 def test_config_errors_name_the_problem(data):
     with pytest.raises(ValueError, match=r"unknown attention 'dot'; expected one of \['none'"):
-        LSTMConfig(attention="dot")
+        LSTMConfig.from_params(attention="dot")
     with pytest.raises(ValueError, match="feature_attention needs a unidirectional encoder"):
-        LSTMConfig(feature_attention=True, bidirectional=True, decoder="classic")
+        LSTMConfig.from_params(feature_attention=True, bidirectional=True, decoder="classic")
     with pytest.raises(ValueError, match="attention_window must be >= 1, got 0"):
-        LSTMConfig(attention_window=0)
+        LSTMConfig.from_params(attention_window=0)
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
-        LSTMConfig(dropout=1.0)
+        LSTMConfig.from_params(dropout=1.0)
     with pytest.raises(ValueError, match=r"unknown normalizer 'max'; expected one of"):
-        LSTMConfig(normalizer="max")
+        LSTMConfig.from_params(normalizer="max")
     with pytest.raises(ValueError, match=r"unknown decoder 'fancy'; expected one of"):
-        LSTMConfig(decoder="fancy")
+        LSTMConfig.from_params(decoder="fancy")
     with pytest.raises(ValueError, match=r"teacher_forcing=0.5 needs an autoregressive decoder"):
-        LSTMConfig(teacher_forcing=0.5)
+        LSTMConfig.from_params(teacher_forcing=0.5)
     with pytest.raises(ValueError, match="feature_attention with the read decoder .* needs an"):
-        LSTMConfig(feature_attention=True, attention="none")
+        LSTMConfig.from_params(feature_attention=True, attention="none")
     with pytest.raises(ValueError, match="luong_dot needs query_dim == key_dim, got 8 and 16"):
         _net(data, "luong_dot", bidirectional=True)
     with pytest.raises(ValueError, match=r"teacher_forcing must be in \[0, 1\], got 1.5"):

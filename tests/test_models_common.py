@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +9,7 @@ import torch
 
 from forecast import ColumnRoles, create_model, list_models, prepare_data
 from forecast.models.registry import get_entry
+from forecast.params import param_names
 
 ROLES = ColumnRoles(("y",), ("x",), ("k",))
 L, H = 24, 6
@@ -18,7 +17,7 @@ FAST = {"epochs": 2, "progress": False, "seed": 0, "device": "cpu", "batch_size"
 
 
 def _fast_params(name: str) -> dict:
-    fields = {f.name for f in dataclasses.fields(get_entry(name).cls.Config)}
+    fields = set(param_names(get_entry(name).cls.Config))
     return {k: v for k, v in FAST.items() if k in fields}
 
 

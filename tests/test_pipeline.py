@@ -23,6 +23,7 @@ import run_experiment
 from forecast import ColumnRoles, create_model, list_models, prepare_data
 from forecast.checkpoint import CheckpointError, atomic_save, read_checkpoint
 from forecast.evaluate import predict_dataset
+from forecast.params import param_names
 from forecast.pipeline import Pipeline, artifact_path
 from tests.conftest import one_error_line
 
@@ -50,7 +51,7 @@ def _tiny(name: str, layout) -> forecast.models.base.Forecaster:
     """`name` with the smallest budget its config takes."""
     from forecast.models.registry import get_entry
 
-    fields = {f.name for f in dataclasses.fields(get_entry(name).cls.Config)}
+    fields = set(param_names(get_entry(name).cls.Config))
     params = {k: v for k, v in {**TINY_TRAIN, **TINY_NET}.items() if k in fields}
     return create_model(name, layout, **params)
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from forecast import ColumnRoles, create_model, prepare_data
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.config import DataConfig, ExperimentConfig, RunConfig
 from forecast.data.synthetic import make_driver_dataset
 from forecast.experiment import run
@@ -20,7 +21,6 @@ from forecast.models.pretrain import (
     PretrainConfig,
     PretrainedTransformerForecaster,
 )
-from forecast.training import load_checkpoint
 
 TINY = {"d_model": 16, "n_heads": 2, "encoder_layers": 1, "decoder_layers": 1, "d_ff": 32}
 FAST = {"progress": False, "device": "cpu", "batch_size": 32}
@@ -75,11 +75,11 @@ def test_masks_are_seeded_and_validated():
     with pytest.raises(ValueError, match="need length >= 2 and 0 < mask_ratio < 1"):
         draw_mask(2, 4, 1.0)
     with pytest.raises(ValueError, match="mask_ratio must be in"):
-        PretrainConfig(mask_ratio=0.0)
+        PretrainConfig.from_params(mask_ratio=0.0)
     with pytest.raises(ValueError, match="unknown finetune 'half'"):
-        PretrainConfig(finetune="half")
+        PretrainConfig.from_params(finetune="half")
     with pytest.raises(ValueError, match="pretrain_epochs must be >= 0"):
-        PretrainConfig(pretrain_epochs=-1)
+        PretrainConfig.from_params(pretrain_epochs=-1)
 
 
 # -------------------------------------------------------------------------- loss
@@ -109,7 +109,7 @@ def test_loss_only_depends_on_picked_steps():
 
 def test_pretraining_reads_only_the_past(synthetic):
     torch.manual_seed(0)
-    net = MaskedEncoderNetwork(synthetic.layout, PretrainConfig(**TINY)).eval()
+    net = MaskedEncoderNetwork(synthetic.layout, PretrainConfig.from_params(**TINY)).eval()
     batch = synthetic.train.batch(np.arange(8))
     garbage = {
         **batch,
@@ -150,7 +150,7 @@ def test_two_stage_model_transfers_the_encoder(synthetic, tmp_path):
     params = {**TINY, **FAST, "epochs": 2, "pretrain_epochs": 2}
     model = create_model("transformer_pretrained", synthetic.layout, **params, finetune="probe")
     assert isinstance(model, PretrainedTransformerForecaster)
-    assert model.config.decoding == "direct" and model.config.teacher_forcing == 0.0
+    assert model.config.decoding == "direct" and model.config.train.teacher_forcing == 0.0
     model.fit(synthetic.train, synthetic.val)
     pre = model.extra_histories_["pretrain"]
     assert len(pre) == 2 and {"train_baseline", "val_baseline"} <= set(pre)
@@ -171,7 +171,7 @@ def test_two_stage_model_transfers_the_encoder(synthetic, tmp_path):
         want = model._encoder_state.get(k, v)
         torch.testing.assert_close(start[k], want, rtol=0, atol=0)
     # Checkpoint round trip: identical forecasts, both histories kept.
-    path = model.save_checkpoint(tmp_path / "p.pt", scaler=synthetic.scaler)
+    path = save_checkpoint(model, tmp_path / "p.pt", scaler=synthetic.scaler)
     again = load_checkpoint(path)
     assert isinstance(again, PretrainedTransformerForecaster)
     assert again.config == model.config

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from forecast import ColumnRoles, create_model, prepare_data
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.data.windows import WindowLayout
 from forecast.models.attention import ATTENTIONS
 from forecast.models.base import ForecastOutput
 from forecast.models.segment import SegmentNetwork, auto_segment_length
-from forecast.training import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 FAST = {"epochs": 2, "progress": False, "device": "cpu", "batch_size": 32}
@@ -128,7 +128,7 @@ def test_learns_a_seasonal_signal_well_below_naive(seasonal_fit):
 
 def test_checkpoint_round_trip(seasonal_fit, tmp_path):
     data, model = seasonal_fit
-    path = model.save_checkpoint(tmp_path / "segrnn.pt", data.scaler)
+    path = save_checkpoint(model, tmp_path / "segrnn.pt", data.scaler)
     loaded = load_checkpoint(path)
     assert loaded.name == "segrnn" and loaded.config == model.config
     batch = data.test.batch([0, 5, 9])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -14,17 +13,18 @@ import torch
 from torch import nn
 
 from forecast import ColumnRoles, create_model, prepare_data
-from forecast.checkpoint import read_checkpoint
+from forecast.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from forecast.evaluate import predict_dataset, score
 from forecast.models.base import ForecastOutput
-from forecast.models.teacher_forcing import TeacherForcingSchedule
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
+from forecast.teacher_forcing import TeacherForcingSchedule
 from forecast.training import (
     HISTORY_COLUMNS,
-    TorchForecaster,
     TrainConfig,
     _cpu_has_bf16,
-    load_checkpoint,
+    free_running_loss,
     resolve_device,
+    train,
 )
 
 ROLES = ColumnRoles(("y",), ("x",), ("k",), calendar=False)
@@ -68,7 +68,7 @@ class ToyNet(nn.Module):
 
 
 @dataclass(frozen=True)
-class ToyConfig(TrainConfig):
+class ToyConfig(TorchModelConfig):
     nan: bool = False
 
 
@@ -79,6 +79,43 @@ class Toy(TorchForecaster):
 
     def build_network(self) -> nn.Module:
         return ToyNet(self.layout.input_length, self.layout.horizon, self.config.nan)
+
+
+def test_the_loop_trains_any_model_with_a_network_not_only_torch_forecasters(data):
+    """`forecast.training.train` needs only the `Trainable` attributes, no model base."""
+
+    class Plain:
+        name, device = "plain", torch.device("cpu")
+
+        def __init__(self):
+            torch.manual_seed(0)
+            self.network = ToyNet(L, H)
+
+        def loss(self, output, batch):
+            return nn.functional.mse_loss(output.prediction, batch["future_target"])
+
+        def evaluate_loss(self, ds):
+            return free_running_loss(self, ds)
+
+        def network_options(self, attention):
+            return {}
+
+    plain = Plain()
+    result = train(plain, data.train, data.val, TrainConfig(epochs=2, patience=None, **QUIET))
+    assert result.history["epoch"].tolist() == [1, 2] and result.best_epoch in (1, 2)
+    toy = Toy(data.layout, ToyConfig.from_params(epochs=2, patience=None, seed=0, **QUIET))
+    toy.fit(data.train, data.val)  # the same seed, network and loop: the same run
+    pd.testing.assert_frame_equal(
+        result.history.drop(columns="seconds"), toy.history_.drop(columns="seconds")
+    )
+
+
+def test_flat_params_split_into_architecture_and_training():
+    config = ToyConfig.from_params(nan=True, epochs=3, lr=0.5)
+    assert config.nan and (config.train.epochs, config.train.lr) == (3, 0.5)
+    assert ToyConfig.from_params(**config.params()) == config
+    with pytest.raises(ValueError, match=r"unknown parameter 'epoch' for ToyConfig; valid: \["):
+        ToyConfig.from_params(epoch=3)
 
 
 def test_config_errors_name_the_problem():
@@ -145,7 +182,7 @@ def test_early_stopping_restores_the_best_weights(data, monkeypatch):
         return next(scripted)
 
     monkeypatch.setattr(Toy, "evaluate_loss", fake_val)
-    model = Toy(data.layout, ToyConfig(epochs=7, patience=2, lr=0.05, **QUIET)).fit(
+    model = Toy(data.layout, ToyConfig.from_params(epochs=7, patience=2, lr=0.05, **QUIET)).fit(
         data.train, data.val
     )
     assert model.history_["epoch"].tolist() == [1, 2, 3, 4, 5]
@@ -158,7 +195,7 @@ def test_early_stopping_restores_the_best_weights(data, monkeypatch):
 
 
 def test_real_early_stopping_keeps_the_best_validation_loss(data):
-    model = Toy(data.layout, ToyConfig(epochs=40, patience=2, lr=0.3, **QUIET))
+    model = Toy(data.layout, ToyConfig.from_params(epochs=40, patience=2, lr=0.3, **QUIET))
     model.fit(data.train, data.val)
     hist = model.history_
     assert len(hist) < 40, "expected an early stop with lr=0.3"
@@ -196,7 +233,7 @@ def test_history_columns_and_csv(data, tmp_path):
 
 def test_lr_schedules(data):
     def lrs(**kw):
-        cfg = ToyConfig(epochs=4, patience=None, **QUIET, **kw)
+        cfg = ToyConfig.from_params(epochs=4, patience=None, **QUIET, **kw)
         return Toy(data.layout, cfg).fit(data.train, data.val).history_["lr"].tolist()
 
     assert lrs(lr_schedule="step", lr_step_size=1, lr_gamma=0.5) == [1e-3, 5e-4, 2.5e-4, 1.25e-4]
@@ -212,20 +249,24 @@ def test_window_caps_gradient_clipping_and_no_validation(data, monkeypatch):
     monkeypatch.setattr(
         nn.utils, "clip_grad_norm_", lambda p, m, **kw: calls.append(m) or clip(p, m, **kw)
     )
-    cfg = ToyConfig(epochs=2, batch_size=16, max_train_windows=40, max_val_windows=10, **QUIET)
+    cfg = ToyConfig.from_params(
+        epochs=2, batch_size=16, max_train_windows=40, max_val_windows=10, **QUIET
+    )
     model = Toy(data.layout, cfg).fit(data.train, data.val)
     # eval: 2 x 10 validation windows + 10 training windows run free in epoch 1, the
     # one trained with teacher forcing (0.5, linear to 0): `train_loss_free`.
     assert model.network.seen == {"train": 80, "eval": 30}
     assert calls == [1.0] * 6  # 3 batches of <= 16 windows per epoch
-    model = Toy(data.layout, dataclasses.replace(cfg, grad_clip=None)).fit(data.train)
+    model = Toy(data.layout, ToyConfig.from_params(**{**cfg.params(), "grad_clip": None})).fit(
+        data.train
+    )
     assert len(calls) == 6
     assert model.history_["val_loss"].isna().all() and model.best_epoch_ == 2
 
 
 def test_nan_loss_raises(data):
-    with pytest.raises(FloatingPointError, match="training loss is nan after 0 windows"):
-        Toy(data.layout, ToyConfig(nan=True, **QUIET)).fit(data.train, data.val)
+    with pytest.raises(FloatingPointError, match="training loss is nan over an epoch of 191 windows"):
+        Toy(data.layout, ToyConfig.from_params(nan=True, **QUIET)).fit(data.train, data.val)
 
 
 def test_predict_before_fit(data):
@@ -236,10 +277,12 @@ def test_predict_before_fit(data):
 
 def test_progress_bar_and_logging(data, capsys, caplog):
     with caplog.at_level(logging.INFO, logger="forecast.training"):
-        Toy(data.layout, ToyConfig(epochs=1, progress=False, device="cpu")).fit(data.train)
+        Toy(data.layout, ToyConfig.from_params(epochs=1, progress=False, device="cpu")).fit(
+            data.train
+        )
     assert capsys.readouterr().err == ""
     assert "epoch 1: train" in caplog.text
-    Toy(data.layout, ToyConfig(epochs=1, progress=True, device="cpu")).fit(data.train)
+    Toy(data.layout, ToyConfig.from_params(epochs=1, progress=True, device="cpu")).fit(data.train)
     assert "train=" in capsys.readouterr().err
 
 
@@ -258,10 +301,10 @@ def test_checkpoint_round_trip(data, tmp_path, name):
         params.update(bidirectional=True, attention="luong_general")
     model = create_model(name, data.layout, epochs=1, hidden_size=8, **params, **QUIET)
     model.fit(data.train, data.val)
-    path = model.save_checkpoint(tmp_path / "ckpt" / "model.pt", scaler=data.scaler)
+    path = save_checkpoint(model, tmp_path / "ckpt" / "model.pt", scaler=data.scaler)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no temp file left
     raw = read_checkpoint(path)  # plain data only, read with weights_only=True
-    assert raw["config"] == dataclasses.asdict(model.config) and raw["name"] == name
+    assert raw["config"] == model.config.params() and raw["name"] == name
     loaded = load_checkpoint(path)
     assert loaded.name == name and loaded.config == model.config
     assert loaded.layout == data.layout
@@ -277,8 +320,8 @@ def test_checkpoint_round_trip(data, tmp_path, name):
 
 
 def test_checkpoint_of_a_model_outside_the_registry(data, tmp_path):
-    model = Toy(data.layout, ToyConfig(epochs=1, **QUIET)).fit(data.train)
-    model.save_checkpoint(tmp_path / "toy.pt")
+    model = Toy(data.layout, ToyConfig.from_params(epochs=1, **QUIET)).fit(data.train)
+    save_checkpoint(model, tmp_path / "toy.pt")
     with pytest.raises(ValueError, match="is not a registered torch model"):
         load_checkpoint(tmp_path / "toy.pt")  # only registered classes, unless passed
     loaded = load_checkpoint(tmp_path / "toy.pt", model_class=Toy)
@@ -319,8 +362,10 @@ def test_amp_modes_on_cpu(data):
 @pytest.mark.slow
 def test_compile_trains_like_eager(data):
     cfg = dict(epochs=2, batch_size=32, seed=1, grad_clip=None, **QUIET)
-    eager = Toy(data.layout, ToyConfig(**cfg)).fit(data.train, data.val)
-    compiled = Toy(data.layout, ToyConfig(compile=True, **cfg)).fit(data.train, data.val)
+    eager = Toy(data.layout, ToyConfig.from_params(**cfg)).fit(data.train, data.val)
+    compiled = Toy(data.layout, ToyConfig.from_params(compile=True, **cfg)).fit(
+        data.train, data.val
+    )
     np.testing.assert_allclose(
         compiled.history_[["train_loss", "val_loss"]],
         eager.history_[["train_loss", "val_loss"]],

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from forecast import ColumnRoles, create_model, prepare_data
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.data.synthetic import make_driver_dataset
 from forecast.data.windows import WindowLayout
 from forecast.models.base import ForecastOutput
@@ -24,7 +25,6 @@ from forecast.models.transformer_layers import (
     causal_mask,
     sinusoidal_encoding,
 )
-from forecast.training import load_checkpoint
 
 L, H, B = 16, 5, 4
 LAYOUT = WindowLayout(L, H, ("a", "b"), ("p",), ("k1", "k2"))
@@ -54,7 +54,7 @@ def _net(
     0 (the model starts as the linear skip), which would hide the network from the
     causality and gradient checks; after one training step it is not 0 either."""
     torch.manual_seed(0)
-    cfg = TransformerConfig(**{**SMALL, "decoding": decoding, **kw})
+    cfg = TransformerConfig.from_params(**{**SMALL, "decoding": decoding, **kw})
     net = TransformerNetwork(layout, cfg).eval()
     with torch.no_grad():
         net.head.weight.normal_(0.0, 0.3)
@@ -243,11 +243,11 @@ def test_temporal_attention_follows_the_configured_reduction():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="d_model must be divisible by n_heads, got d_model=30"):
-        TransformerConfig(d_model=30, n_heads=4)
+        TransformerConfig.from_params(d_model=30, n_heads=4)
     with pytest.raises(ValueError, match=r"unknown decoding 'beam'; expected one of"):
-        TransformerConfig(decoding="beam")
+        TransformerConfig.from_params(decoding="beam")
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
-        TransformerConfig(dropout=1.0)
+        TransformerConfig.from_params(dropout=1.0)
 
 
 # --------------------------------------------------------------- with the loop
@@ -283,7 +283,7 @@ def test_checkpoint_round_trip(synthetic, tmp_path):
     params = {"epochs": 1, "progress": False, "device": "cpu"}
     model = create_model("transformer", synthetic.layout, **TINY, **params)
     model.fit(synthetic.train.subset(np.arange(32)))
-    path = model.save_checkpoint(tmp_path / "t.pt")
+    path = save_checkpoint(model, tmp_path / "t.pt")
     again = load_checkpoint(path)
     batch = synthetic.test.batch(np.arange(4))
     torch.testing.assert_close(
@@ -295,7 +295,7 @@ def test_attention_dropout_is_separate_from_residual_dropout():
     layout = WindowLayout(12, 4, ("y",), ())
 
     def rates(**kw) -> set[tuple[str, float]]:
-        net = TransformerNetwork(layout, TransformerConfig(dropout=0.3, **kw))
+        net = TransformerNetwork(layout, TransformerConfig.from_params(dropout=0.3, **kw))
         return {
             (name.rsplit(".", 1)[-1] if "attn" in name else "other", m.p)
             for name, m in net.named_modules()
@@ -305,7 +305,7 @@ def test_attention_dropout_is_separate_from_residual_dropout():
     assert rates() == {("dropout", 0.3), ("other", 0.3)}
     assert rates(attention_dropout=0.0) == {("dropout", 0.0), ("other", 0.3)}
     with pytest.raises(ValueError, match="attention_dropout must be in"):
-        TransformerConfig(attention_dropout=1.0)
+        TransformerConfig.from_params(attention_dropout=1.0)
 
 
 def test_a_fresh_network_forecasts_its_linear_skip():
@@ -313,13 +313,15 @@ def test_a_fresh_network_forecasts_its_linear_skip():
     NLinear skip on the targets' window (last value + linear map of the differences), so
     training starts from a linear autoregression and learns what it misses."""
     torch.manual_seed(0)
-    net = TransformerNetwork(LAYOUT, TransformerConfig(**{**SMALL, "revin": False})).eval()
+    net = TransformerNetwork(
+        LAYOUT, TransformerConfig.from_params(**{**SMALL, "revin": False})
+    ).eval()
     batch = _batch()
     past = batch["past_target"]
     last = past[:, -1:]
     expected = net.skip((past - last).transpose(1, 2)).transpose(1, 2) + last
     torch.testing.assert_close(net(batch).prediction, expected, rtol=0, atol=1e-6)
-    plain = TransformerNetwork(LAYOUT, TransformerConfig(**{**SMALL, "skip": False}))
+    plain = TransformerNetwork(LAYOUT, TransformerConfig.from_params(**{**SMALL, "skip": False}))
     assert plain.skip is None and plain.head.weight.abs().sum() > 0
 
 
@@ -347,7 +349,7 @@ def test_evaluation_batches_are_capped_by_activation_memory(monkeypatch):
     model.network = model.build_network().eval()
     per_window = model.network.activation_bytes(False)
     assert model.network.activation_bytes(True) > per_window  # maps cost memory
-    monkeypatch.setattr("forecast.training.EVAL_MEMORY_BYTES", 10 * per_window)
+    monkeypatch.setattr("forecast.models.torch_base.EVAL_MEMORY_BYTES", 10 * per_window)
     assert model.max_batch(False) == 10 and base.Forecaster.max_batch(model, False) is None
     sizes, asked = [], []
     real = model.predict_batch

@@ -305,6 +305,6 @@ def untrained_copy(model: Forecaster) -> Forecaster:
     if not isinstance(getattr(model, "network", None), nn.Module):
         raise ValueError(f"{type(model).__name__} has no torch network to re-initialise")
     clone = copy.copy(model)
-    torch.manual_seed(model.config.seed)
+    torch.manual_seed(model.config.train.seed)
     clone.network = model.make_network().to(model.device)
     return clone

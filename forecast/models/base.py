@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from torch import Tensor
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
+from forecast.params import config_groups, split_params
 
 EVAL_MEMORY_BYTES = 1 << 30
 """Budget for one evaluation batch's activations (see `Forecaster.max_batch`)."""
@@ -34,21 +36,46 @@ class ForecastOutput:
     quantiles: Tensor | None = None
 
 
-def check_choices(*options: tuple[str, object, tuple]) -> None:
-    """Raise a clear ValueError for the first (name, value, allowed) whose value is not
-    one of `allowed`.
-
-    Args:
-        options: (option name, its value, the allowed values) triples.
-    """
-    for name, value, allowed in options:
-        if value not in allowed:
-            raise ValueError(f"unknown {name} {value!r}; expected one of {list(allowed)}")
-
-
 @dataclass(frozen=True)
 class ModelConfig:
-    """Base of every model's config dataclass (hyper-parameters only, no data)."""
+    """Base of every model's config dataclass (hyper-parameters only, no data).
+
+    A config may compose others (a torch model's `train: TrainConfig`); `from_params`
+    builds it from one flat set of keys and `params()` returns that flat set.
+    """
+
+    @classmethod
+    def from_params(cls, **params: Any) -> Self:
+        """The config from flat keys (see `split_params`): a nested config starts from
+        this class's default for it, so a model's own training defaults are kept.
+
+        Args:
+            **params: flat key -> value; an unknown key raises a ValueError naming it.
+        """
+        own, nested = split_params(cls, params)
+        defaults = {f.name: f for f in dataclasses.fields(cls)}
+        for group, values in nested.items():
+            f = defaults[group]
+            if f.default_factory is not dataclasses.MISSING:
+                base = f.default_factory()
+            elif f.default is not dataclasses.MISSING:
+                base = f.default
+            else:
+                base = config_groups(cls)[group]()
+            own[group] = dataclasses.replace(base, **values)
+        return cls(**own)
+
+    def params(self) -> dict[str, Any]:
+        """The flat keys and values that `from_params` rebuilds this config from."""
+        out: dict[str, Any] = {}
+        groups = config_groups(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in groups:
+                out.update(dataclasses.asdict(value))
+            else:
+                out[f.name] = value
+        return out
 
 
 class Forecaster(ABC):

@@ -24,7 +24,7 @@ models the peers offer (darts `DLinearModel`/`NLinearModel`, neuralforecast `DLi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -32,15 +32,16 @@ from torch import Tensor, nn
 from forecast.data.windows import Batch, WindowLayout
 from forecast.models.base import ForecastOutput
 from forecast.models.registry import register_model
-from forecast.training import TorchForecaster, TrainConfig
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
+from forecast.training import TrainConfig
 
 DECOMPOSITIONS = ("moving_average", "last")
 
 
 @dataclass(frozen=True)
-class DLinearConfig(TrainConfig):
-    """The linear models' settings; training settings come from `TrainConfig`, with the
-    paper's recipe as defaults (Adam, lr 0.005 halved every epoch, batch 32, 10 epochs,
+class DLinearConfig(TorchModelConfig):
+    """The linear models' settings, and how they are trained (`train`), with the
+    paper's recipe as training defaults (Adam, lr 0.005 halved every epoch, batch 32, 10 epochs,
     patience 3), which reproduces the published ETTh1 figures (bench/accuracy_suite.py,
     docs/benchmarks.md).
 
@@ -52,21 +53,24 @@ class DLinearConfig(TrainConfig):
         individual: one set of weights per target channel instead of one shared set.
     """
 
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            lr=0.005,
+            lr_schedule="step",
+            lr_step_size=1,
+            lr_gamma=0.5,
+            batch_size=32,
+            epochs=10,
+            patience=3,
+            teacher_forcing=0.0,  # no decoder: the ratio is never read
+            tf_schedule="constant",
+        )
+    )
     decomposition: str = "moving_average"
     kernel_size: int | None = None
     individual: bool = False
-    lr: float = 0.005
-    lr_schedule: str = "step"
-    lr_step_size: int = 1
-    lr_gamma: float = 0.5
-    batch_size: int = 32
-    epochs: int = 10
-    patience: int | None = 3
-    teacher_forcing: float = 0.0  # no decoder: the ratio is never read
-    tf_schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.decomposition not in DECOMPOSITIONS:
             raise ValueError(
                 f"unknown decomposition {self.decomposition!r}; expected one of "

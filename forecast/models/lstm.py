@@ -31,27 +31,29 @@ window. With a local attention in the classic decoder, the output's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, InputAttention
-from forecast.models.base import ForecastOutput, check_choices
+from forecast.models.base import ForecastOutput
 from forecast.models.lstm_classic import ClassicDecoder
 from forecast.models.lstm_read import DECODINGS, ReadDecoder
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
-from forecast.training import TorchForecaster, TrainConfig
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
+from forecast.params import check_choices
+from forecast.training import TrainConfig
 
 State = tuple[Tensor, Tensor]  # (h, c), each [layers, B, D]
 DECODERS = ("read", "classic")
 
 
 @dataclass(frozen=True)
-class LSTMConfig(TrainConfig):
-    """Architecture of the attention LSTM; training settings come from `TrainConfig`.
+class LSTMConfig(TorchModelConfig):
+    """Architecture of the attention LSTM, and how it is trained (`train`).
 
     Args:
         hidden_size: D, hidden units of encoder and decoder LSTMs.
@@ -78,8 +80,10 @@ class LSTMConfig(TrainConfig):
             then content scores join (0: from the start).
         revin: per-window normalisation of the targets (see `forecast.models.revin`).
         revin_affine: learnable scale and shift inside RevIN.
+        train: training settings; this model's defaults: lr 3e-3, no teacher forcing.
     """
 
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3, teacher_forcing=0.0))
     hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.0
@@ -95,11 +99,8 @@ class LSTMConfig(TrainConfig):
     attention_warmup: int = 40
     revin: bool = True
     revin_affine: bool = True
-    teacher_forcing: float = 0.0
-    lr: float = 3e-3
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         check_choices(
             ("attention", self.attention, tuple(ATTENTIONS)),
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
@@ -123,9 +124,9 @@ class LSTMConfig(TrainConfig):
                 "of the previous step; set bidirectional=False"
             )
         direct = self.decoder == "read" and self.decoding == "direct"
-        if direct and self.teacher_forcing > 0:
+        if direct and self.train.teacher_forcing > 0:
             raise ValueError(
-                f"teacher_forcing={self.teacher_forcing} needs an autoregressive decoder, "
+                f"teacher_forcing={self.train.teacher_forcing} needs an autoregressive decoder, "
                 "and the read decoder decodes directly by default; set "
                 "decoding='autoregressive' or decoder='classic', or teacher_forcing=0"
             )

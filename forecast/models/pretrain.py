@@ -23,7 +23,7 @@ is recorded next to the loss.
 Then the forecaster is fine-tuned by the normal loop from the same initial weights as
 `transformer_direct` with the pretrained encoder weights copied in (`finetune='full'`),
 or with those weights frozen (`finetune='probe'`: only the decoder and head learn).
-Both stages run through `TorchForecaster.fit`, the one training loop: the pretraining
+Both stages run through `TorchForecaster.fit`, so through the one training loop: the pretraining
 stage swaps in a pretraining config, network and loss, and nothing else.
 
 `configs/pretrain.toml` compares it with training from scratch on the same fine-tuning
@@ -65,7 +65,7 @@ ENCODER_PARTS = ("revin", "enc_value", "enc_known", "encoder", "enc_norm")
 
 @dataclass(frozen=True)
 class PretrainConfig(TransformerConfig):
-    """`TransformerConfig` plus the pretraining stage; `epochs` is the fine-tuning budget.
+    """`TransformerConfig` plus the pretraining stage; `train.epochs` is the fine-tuning budget.
 
     Args:
         pretrain_epochs: epochs of masked reconstruction before fine-tuning (0: none).
@@ -109,7 +109,7 @@ class MaskedEncoderNetwork(nn.Module):
         self.mask_token = nn.Parameter(0.02 * torch.randn(config.d_model))
         self.recon_head = nn.Linear(config.d_model, layout.n_targets + layout.n_past)
         # Masks of evaluation passes (no generator given): reseeded before each pass.
-        self.eval_generator = torch.Generator().manual_seed(config.seed)
+        self.eval_generator = torch.Generator().manual_seed(config.train.seed)
 
     def corrupt(
         self, batch: Batch, generator: torch.Generator | None = None
@@ -185,7 +185,7 @@ class PretrainedTransformerForecaster(TransformerForecaster):
 
     def evaluate_loss(self, ds: WindowDataset, batch_size: int = 512) -> float:
         if self._stage == "pretrain":  # the same validation masks every epoch
-            self.network.eval_generator.manual_seed(self.config.seed)
+            self.network.eval_generator.manual_seed(self.config.train.seed)
         return super().evaluate_loss(ds, batch_size)
 
     def fit(
@@ -211,13 +211,14 @@ class PretrainedTransformerForecaster(TransformerForecaster):
             val: validation windows (masked loss, early stopping, best weights kept).
         """
         cfg = self.config
-        stage = dataclasses.replace(
-            cfg,
+        stage_train = dataclasses.replace(
+            cfg.train,
             epochs=cfg.pretrain_epochs,
-            lr=cfg.pretrain_lr or cfg.lr,
+            lr=cfg.pretrain_lr or cfg.train.lr,
             teacher_forcing=0.0,
             tf_schedule="constant",
         )
+        stage = dataclasses.replace(cfg, train=stage_train)
         self._stage, self.config = "pretrain", stage
         try:
             super().fit(train, val)  # the one loop, with this stage's network and loss
@@ -225,7 +226,7 @@ class PretrainedTransformerForecaster(TransformerForecaster):
             history["train_baseline"] = self._baseline(train)
             has_val = val is not None and len(val) > 0
             history["val_baseline"] = (
-                self._baseline(even_subset(val, cfg.max_val_windows)) if has_val else math.nan
+                self._baseline(even_subset(val, cfg.train.max_val_windows)) if has_val else math.nan
             )
             self._encoder_state = {
                 k.removeprefix("backbone."): v.detach().clone()
@@ -241,7 +242,7 @@ class PretrainedTransformerForecaster(TransformerForecaster):
     def _baseline(self, ds: WindowDataset, batch_size: int = 512) -> float:
         """`mean_baseline_loss` over `ds` with the masks an evaluation pass draws."""
         net = self.network
-        net.eval_generator.manual_seed(self.config.seed)
+        net.eval_generator.manual_seed(self.config.train.seed)
         total, count = 0.0, 0
         with torch.no_grad():
             for batch in ds.iter_batches(batch_size):

@@ -1,14 +1,19 @@
-"""One registry of models by name: `create_model(name, layout, **params)`."""
+"""One registry of models by name: `create_model(name, layout, **params)`.
+
+Model modules register themselves with the `register_model` decorator; the package
+`forecast.models` imports the built-in ones, so every lookup here sees them. This module
+imports no model module.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from forecast.data.windows import WindowLayout
 from forecast.models.base import Forecaster
+from forecast.params import param_names
 
 
 @dataclass(frozen=True)
@@ -51,29 +56,23 @@ def register_model(
     return add
 
 
-def _load_builtin() -> None:
-    # Importing the modules runs their @register_model decorators.
-    from forecast.models import (
-        baselines,  # noqa: F401
-        dlinear,  # noqa: F401
-        lstm,  # noqa: F401
-        pretrain,  # noqa: F401
-        segment,  # noqa: F401
-        transformer,  # noqa: F401
-    )
-
-
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry of `name`; unknown names raise a ValueError listing known ones."""
-    _load_builtin()
+    """The registry entry of `name`; unknown names raise a ValueError listing known ones.
+
+    Args:
+        name: registry key.
+    """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {sorted(_MODELS)}")
     return _MODELS[name]
 
 
 def list_models(kind: str | None = None) -> list[str]:
-    """Registered model names, optionally only 'baseline' or 'neural' ones."""
-    _load_builtin()
+    """Registered model names, optionally only 'baseline' or 'neural' ones.
+
+    Args:
+        kind: 'baseline', 'neural' or None for all.
+    """
     return sorted(n for n, e in _MODELS.items() if kind is None or e.kind == kind)
 
 
@@ -86,13 +85,13 @@ def create_model(name: str, layout: WindowLayout, **params: Any) -> Forecaster:
         **params: hyper-parameters; unknown ones raise a ValueError naming them.
     """
     entry = get_entry(name)
-    valid = {f.name for f in dataclasses.fields(entry.cls.Config)}
+    valid = set(param_names(entry.cls.Config))
     unknown = sorted(set(params) - valid)
     if unknown:
         raise ValueError(
             f"unknown parameter(s) {unknown} for model {name!r}; valid: {sorted(valid)}"
         )
-    config = entry.cls.Config(**{**entry.defaults, **params})
+    config = entry.cls.Config.from_params(**{**entry.defaults, **params})
     model = entry.cls(layout, config)
     model.name = name
     return model

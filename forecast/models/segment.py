@@ -45,18 +45,20 @@ the last input value (`normalization='last'`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.attention import ATTENTIONS, NORMALIZERS, create_attention
-from forecast.models.base import ForecastOutput, check_choices
+from forecast.models.base import ForecastOutput
 from forecast.models.lstm_read import start_skip
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
-from forecast.training import TorchForecaster, TrainConfig
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
+from forecast.params import check_choices
+from forecast.training import TrainConfig
 
 NORMALIZATIONS = ("revin", "last", "none")
 LOSSES = ("mse", "mae")
@@ -78,8 +80,8 @@ def auto_segment_length(input_length: int) -> int:
 
 
 @dataclass(frozen=True)
-class SegmentConfig(TrainConfig):
-    """Architecture of the segment-recurrent LSTM; training settings from `TrainConfig`.
+class SegmentConfig(TorchModelConfig):
+    """Architecture of the segment-recurrent LSTM, and how it is trained (`train`).
 
     Args:
         segment_length: W, steps per segment, for input and horizon; None: see
@@ -102,8 +104,13 @@ class SegmentConfig(TrainConfig):
             learns the rest; the loop keeps the start if no epoch beats it).
         loss: training and validation objective on the scaled space: 'mse', or 'mae'
             (SegRNN's choice, less pulled by outliers).
+        train: training settings; this model's defaults: no teacher forcing (parallel
+            decoding: no previous forecast is fed).
     """
 
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(teacher_forcing=0.0, tf_schedule="constant")
+    )
     segment_length: int | None = None
     hidden_size: int = 64
     num_layers: int = 1
@@ -117,12 +124,8 @@ class SegmentConfig(TrainConfig):
     revin_affine: bool = True
     skip: bool = False
     loss: str = "mse"
-    lr: float = 1e-3
-    teacher_forcing: float = 0.0  # parallel decoding: no previous forecast is fed
-    tf_schedule: str = "constant"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         check_choices(
             ("attention", self.attention, tuple(ATTENTIONS)),
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
@@ -140,9 +143,9 @@ class SegmentConfig(TrainConfig):
             raise ValueError(f"attention_window must be >= 1, got {self.attention_window}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.teacher_forcing != 0.0:
+        if self.train.teacher_forcing != 0.0:
             raise ValueError(
-                f"teacher_forcing={self.teacher_forcing}: the segment model decodes every "
+                f"teacher_forcing={self.train.teacher_forcing}: the segment model decodes every "
                 "horizon segment in parallel and feeds no previous forecast; set 0"
             )
 

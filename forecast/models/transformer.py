@@ -31,16 +31,17 @@ layer, gigabytes at batch 1,024, and the fused attention kernel never holds them
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from forecast.data.windows import Batch, WindowLayout
 from forecast.models.attention.maps import REDUCTIONS, reduce_attention
-from forecast.models.base import ForecastOutput, check_choices
+from forecast.models.base import ForecastOutput
 from forecast.models.registry import register_model
 from forecast.models.revin import RevIN
+from forecast.models.torch_base import TorchForecaster, TorchModelConfig
 from forecast.models.transformer_layers import (
     DecoderLayer,
     EncoderLayer,
@@ -48,15 +49,16 @@ from forecast.models.transformer_layers import (
     causal_mask,
     sinusoidal_encoding,
 )
-from forecast.training import TorchForecaster, TrainConfig
+from forecast.params import check_choices
+from forecast.training import TrainConfig
 
 DECODINGS = ("autoregressive", "direct")
 __all__ = ["REDUCTIONS", "TransformerConfig", "TransformerForecaster", "reduce_attention"]
 
 
 @dataclass(frozen=True)
-class TransformerConfig(TrainConfig):
-    """Architecture of the transformer; training settings come from `TrainConfig`.
+class TransformerConfig(TorchModelConfig):
+    """Architecture of the transformer, and how it is trained (`train`).
 
     Args:
         d_model: model width D.
@@ -79,8 +81,10 @@ class TransformerConfig(TrainConfig):
             subtracted, then added back) to the forecast, so the network models what a
             linear autoregression misses and the first step starts from the last
             observation instead of from scratch.
+        train: training settings (`TrainConfig`'s defaults).
     """
 
+    train: TrainConfig = field(default_factory=TrainConfig)
     d_model: int = 64
     n_heads: int = 4
     encoder_layers: int = 2
@@ -96,7 +100,6 @@ class TransformerConfig(TrainConfig):
     skip: bool = True
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         check_choices(
             ("decoding", self.decoding, DECODINGS),
             ("attention_reduction", self.attention_reduction, REDUCTIONS),
