@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import forecast  # noqa: E402, F401  (sets OpenMP's wait policy before torch loads)
+import forecast  # noqa: E402, F401, I001  (sets OpenMP's wait policy before torch loads)
 import torch  # noqa: E402
 from throughput import reference_dataset, time_model  # noqa: E402
 

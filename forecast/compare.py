@@ -31,7 +31,7 @@ KERNELS = ("uniform", "bartlett")
 METRIC_COLUMNS = [
     "mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae",
     "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
-    "pinball", "wql", "crps", "fit_seconds",
+    "pinball", "wql", "crps", "fit_seconds", "predict_seconds",
 ]  # fmt: skip
 """Per-seed columns the leaderboard averages (those present): point metrics, then the
 calibrated intervals' coverage and mean width (scaled) and the quantile losses."""

@@ -227,6 +227,7 @@ class Runner:
         model.fit(bundle.train, bundle.val)
         fit_s = time.perf_counter() - t0
         preds = predict_dataset(model, bundle.test)
+        predict_s = time.perf_counter() - t0 - fit_s  # issue 16: the end-to-end share
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
         intervals = interval_scores(model, bundle, preds)  # calibrated on val
@@ -239,6 +240,7 @@ class Runner:
             **result,
             **(intervals.metrics if intervals is not None else {}),
             "fit_seconds": fit_s,
+            "predict_seconds": predict_s,
             **training_facts(model),
         }
         log.info(
