@@ -19,12 +19,12 @@ process for `"auto"` (later calls reuse the first choice: the process's own trai
 would otherwise count as load), records the choice (`current()`, written to a run's
 environment manifest) and warns once when an explicit setting is in the slow regime.
 
-What was measured (bench/threads.py, 2 cores): one thread runs the step at the same
-speed under every policy, and under load it slows only by its share of the cores;
-two threads are fastest on an idle machine with busy-waiting or the default spin and
-10-100x slower under a load of 2 busy processes with any spinning policy (PASSIVE was
-the least bad there, and 5x slower than spinning on the idle machine). So auto uses
-the free cores only, 1 on a busy 2-core machine. Figures: docs/benchmarks.md.
+What was measured (bench/threads.py on 2 cores; figures in docs/benchmarks.md): one
+thread runs the step equally fast under every policy and, under load, slows only by its
+share of the cores; two threads are fastest on an idle machine with a spinning policy and
+many times slower beside busy processes with any policy, PASSIVE the least bad there but
+several times slower than spinning when idle. So auto uses the free cores only (1 on a
+busy 2-core machine) and sleeps rather than spins where the machine is busy.
 """
 
 from __future__ import annotations
