@@ -29,6 +29,7 @@ busy 2-core machine) and sleeps rather than spins where the machine is busy.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -96,6 +97,42 @@ def machine_load() -> float:
     except (OSError, ValueError, IndexError):
         running = 0
     return float(max(average, running, 0))
+
+
+def torch_default_threads(env: Mapping[str, str] = os.environ) -> int:
+    """The intra-op thread count torch starts with: `OMP_NUM_THREADS` (or
+    `MKL_NUM_THREADS`) when set, else the machine's physical cores (what ATen's
+    `intraop_default_num_threads` picks), else every logical CPU.
+
+    Args:
+        env: the environment (os.environ).
+    """
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = env.get(key, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        root = "/sys/devices/system/cpu"
+        cores = set()
+        for name in os.listdir(root):
+            path = f"{root}/{name}/topology/core_cpus_list"
+            if name.startswith("cpu") and name[3:].isdigit() and os.path.exists(path):
+                with open(path) as f:
+                    cores.add(f.read().strip())
+        if cores:
+            return len(cores)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def _users_count(torch_threads: int, env: Mapping[str, str]) -> int | None:
+    """The thread count the user chose before forecast's first decision: torch's count
+    when it differs from torch's default (`torch.set_num_threads` was called), or when
+    `OMP_NUM_THREADS` / `MKL_NUM_THREADS` is set; None if torch still has its default."""
+    if any(env.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        return torch_threads
+    return torch_threads if torch_threads != torch_default_threads(env) else None
 
 
 def policy_of(env: Mapping[str, str]) -> str:
@@ -201,9 +238,10 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
     """Set torch's thread count for `requested` ('auto' or an int; None is 'auto') and
     return the choice. 'auto' is decided once per process: later 'auto' calls reuse the
     choice in effect (the first auto one, or the last explicit count, e.g. the runner's
-    `run.threads`) and set it again if torch's count was changed since. An explicit
-    count is set each call (cheap when unchanged); its warning is logged once per
-    process.
+    `run.threads`). A count the user gave torch (`torch.set_num_threads` before the first
+    decision or since the last one, `OMP_NUM_THREADS`) is kept by 'auto' (and warned
+    about like an explicit one). An explicit count is set each call (cheap when
+    unchanged); its warning is logged once per process.
 
     Args:
         requested: 'auto' or a thread count >= 1.
@@ -212,10 +250,20 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
     import torch
 
     requested = "auto" if requested is None else requested
+    cores, policy = usable_cores(), policy_of(os.environ)
+    now = torch.get_num_threads()
+    users = None
     if requested == "auto" and _CHOICE is not None:
+        users = None if now == _CHOICE.threads else now  # changed since: the user's count
+    elif requested == "auto":
+        users = _users_count(now, os.environ)
+    if requested == "auto" and _CHOICE is not None and users is None:
         choice = _CHOICE  # decided already (auto, or an explicit count of the runner)
+    elif users is not None:  # torch.set_num_threads or OMP_NUM_THREADS: kept
+        kept = choose(cores, machine_load(), users, policy)
+        choice = dataclasses.replace(kept, requested=f"auto (kept the user's {users})")
     else:
-        choice = choose(usable_cores(), machine_load(), requested, policy_of(os.environ))
+        choice = choose(cores, machine_load(), requested, policy)
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
     if choice.warning and choice.warning not in _WARNED:

@@ -99,6 +99,10 @@ def fresh(monkeypatch):
     monkeypatch.setattr(threads, "_CHOICE", None)
     monkeypatch.setattr(threads, "_WARNED", set())
     before = torch.get_num_threads()
+    # torch still at its default: auto decides (see test_auto_keeps_the_users_torch_count)
+    monkeypatch.setattr(threads, "torch_default_threads", lambda env=None: before)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(key, raising=False)
     yield monkeypatch
     torch.set_num_threads(before)
 
@@ -109,9 +113,28 @@ def test_auto_is_decided_once_per_process(fresh):
     first = threads.apply("auto")
     assert first.threads == 1 and torch.get_num_threads() == 1
     fresh.setattr(threads, "machine_load", lambda: 0.0)  # our own training now counts
-    torch.set_num_threads(2)
     assert threads.apply("auto") is first and torch.get_num_threads() == 1
     assert threads.apply(None) is first and threads.current() is first
+    torch.set_num_threads(2)  # the user's, after the first decision: kept
+    assert threads.apply("auto").requested == "auto (kept the user's 2)"
+    assert torch.get_num_threads() == 2
+
+
+def test_auto_keeps_the_users_torch_count(fresh, caplog):
+    fresh.setattr(threads, "usable_cores", lambda: 2)
+    fresh.setattr(threads, "machine_load", lambda: 2.0)
+    fresh.setattr(threads, "torch_default_threads", lambda env=None: 2)
+    torch.set_num_threads(3)  # the user's, before forecast decides
+    with caplog.at_level(logging.WARNING, logger="forecast.threads"):
+        choice = threads.apply("auto")
+    assert choice.threads == 3 and torch.get_num_threads() == 3
+    assert choice.requested == "auto (kept the user's 3)" and "threads=3" in choice.warning
+    assert len(caplog.records) == 1
+
+
+def test_torch_default_threads_reads_the_environment():
+    assert threads.torch_default_threads({"OMP_NUM_THREADS": "3"}) == 3
+    assert 1 <= threads.torch_default_threads({}) <= (os.cpu_count() or 1)
 
 
 def test_auto_keeps_an_explicit_count(fresh):
