@@ -250,7 +250,6 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
     import torch
 
     requested = "auto" if requested is None else requested
-    cores, policy = usable_cores(), policy_of(os.environ)
     now = torch.get_num_threads()
     users = None
     if requested == "auto" and _CHOICE is not None:
@@ -260,10 +259,10 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
     if requested == "auto" and _CHOICE is not None and users is None:
         choice = _CHOICE  # decided already (auto, or an explicit count of the runner)
     elif users is not None:  # torch.set_num_threads or OMP_NUM_THREADS: kept
-        kept = choose(cores, machine_load(), users, policy)
+        kept = choose(usable_cores(), machine_load(), users, policy_of(os.environ))
         choice = dataclasses.replace(kept, requested=f"auto (kept the user's {users})")
     else:
-        choice = choose(cores, machine_load(), requested, policy)
+        choice = choose(usable_cores(), machine_load(), requested, policy_of(os.environ))
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
     if choice.warning and choice.warning not in _WARNED:
