@@ -152,6 +152,17 @@ SHORTCUTS: list[tuple[str, str, dict[str, Any]]] = [
         "run.predictions",
         {"choices": ["npz", "csv", "none"], "help": "prediction files: sample, full CSV, none"},
     ),
+    (
+        "--interval-levels",
+        "run.interval_levels",
+        {
+            "nargs": "+",
+            "type": float,
+            "metavar": "LEVEL",
+            "help": "coverage levels of the scored prediction intervals, each in (0, 1); "
+            "default 0.5 0.8 0.9",
+        },
+    ),
     ("--interpret", "run.interpret", {"action": "store_true", "help": "interpretation plots"}),
 ]
 

@@ -22,19 +22,38 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 KERNELS = ("uniform", "bartlett")
-METRIC_COLUMNS = [
-    "mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae",
-    "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
-    "pinball", "wql", "crps", "fit_seconds", "predict_seconds",
-]  # fmt: skip
-"""Per-seed columns the leaderboard averages (those present): point metrics, then the
-calibrated intervals' coverage and mean width (scaled) and the quantile losses."""
+METRIC_COLUMNS = ["mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae"]
+"""Per-seed point-metric columns the leaderboard averages (those present); then come the
+`interval_columns`, `fit_seconds` and `predict_seconds`."""
+
+QUANTILE_LOSSES = ("pinball", "wql", "crps")
+
+
+def interval_columns(columns: Iterable[str]) -> list[str]:
+    """The interval metrics among `columns`, in report order: per coverage level
+    (ascending) `coverage_X`, `width_X` (scaled), `orig_width_X` (original units), then
+    the quantile losses scaled and in original units (`orig_pinball`, ...).
+
+    >>> interval_columns(["crps", "width_90", "coverage_90", "coverage_50", "orig_crps"])
+    ['coverage_50', 'coverage_90', 'width_90', 'crps', 'orig_crps']
+
+    Args:
+        columns: column names, e.g. of the per-seed metrics.
+    """
+    names = set(columns)
+    levels = sorted(
+        (c.removeprefix("coverage_") for c in names if c.startswith("coverage_")), key=float
+    )
+    per_level = [f"{m}_{x}" for x in levels for m in ("coverage", "width", "orig_width")]
+    losses = [*QUANTILE_LOSSES, *(f"orig_{m}" for m in QUANTILE_LOSSES)]
+    return [c for c in [*per_level, *losses] if c in names]
 
 
 @dataclass(frozen=True)
@@ -177,7 +196,8 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
     Args:
         per_seed: one row per (model, seed) with columns model, kind and metrics.
     """
-    cols = [c for c in METRIC_COLUMNS if c in per_seed]
+    cols = [c for c in METRIC_COLUMNS if c in per_seed] + interval_columns(per_seed.columns)
+    cols += [c for c in ("fit_seconds", "predict_seconds") if c in per_seed]  # issue 16
     grouped = per_seed.groupby(["model", "kind"], sort=False)
     board = grouped[cols].mean()
     std = grouped[["mse", "mae"]].std(ddof=0)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from forecast.config_checks import (
+    COVERAGE_LEVELS,
     SYNTHETIC,
     ConfigError,
     check_type,
@@ -96,6 +97,9 @@ class RunConfig:
             threads (1 for 'auto'). Results do not depend on it. The processes are
             spawned, so a script calling `run` with workers > 1 needs the usual
             `if __name__ == "__main__":` guard.
+        interval_levels: coverage levels of the calibrated prediction intervals that
+            every model is scored on (`coverage_80`, `width_80`, ... in the leaderboard),
+            each in (0, 1). A model with a quantile head is scored on its own levels.
         plots: write figures (and embed them in the report); off saves a few seconds
             per run, e.g. in tests and batch runs.
         predictions: human-readable prediction files under predictions/ (first seed):
@@ -117,6 +121,7 @@ class RunConfig:
     checkpoints: bool = True
     threads: int | str = "auto"
     workers: int = 1
+    interval_levels: list[float] = field(default_factory=lambda: list(COVERAGE_LEVELS))
     plots: bool = True
     predictions: str = "npz"
 

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 SYNTHETIC = ("synthetic", "synthetic_lagged")
 """The embedded datasets with a known ground truth."""
 
+COVERAGE_LEVELS = (0.5, 0.8, 0.9)
+"""Default `run.interval_levels`: the calibrated intervals every model is scored on."""
+
 MODEL_GROUPS = ("all", "baselines", "neural")
 SPLITS = ("fractions", "borders", "timestamps", "ett_hour", "ett_minute")
 SCALINGS = ("per_series", "global", "none")
@@ -112,6 +115,24 @@ def typed_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, Any
 
 
 # -------------------------------------------------------------------- validation
+def check_interval_levels(levels: list[float]) -> None:
+    """`run.interval_levels`: at least one, none repeated, each strictly between 0 and 1.
+
+    Args:
+        levels: the coverage levels.
+    """
+    if not levels:
+        raise ConfigError("run.interval_levels must name at least one coverage level, got []")
+    bad = [x for x in levels if not 0.0 < x < 1.0]
+    if bad:
+        raise ConfigError(
+            f"run.interval_levels must each lie in (0, 1) (e.g. 0.8 for 80 %), got {bad[0]!r} "
+            f"in {list(levels)}"
+        )
+    if len({round(x, 6) for x in levels}) != len(levels):
+        raise ConfigError(f"run.interval_levels must not repeat a level, got {list(levels)}")
+
+
 def _positive(where: str, value: int) -> None:
     if value <= 0:
         raise ConfigError(f"{where} must be positive, got {value}")
@@ -169,6 +190,7 @@ def validate(cfg: ExperimentConfig) -> None:
         except ValueError as err:
             raise ConfigError(f"run.name: {err}") from None
     _one_of("run.predictions", r.predictions, PREDICTION_FILES)
+    check_interval_levels(r.interval_levels)
     _positive("run.workers", r.workers)
     if r.threads != "auto" and (isinstance(r.threads, bool) or not isinstance(r.threads, int)):
         raise ConfigError(f"run.threads must be 'auto' or a positive integer, got {r.threads!r}")

@@ -29,14 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecast.config_checks import COVERAGE_LEVELS  # the runner's default levels
 from forecast.data.prepare import DataBundle
 from forecast.data.windows import WindowDataset
 from forecast.evaluate import Predictions, predict_dataset
 from forecast.metrics import central_levels, probabilistic_metrics, probabilistic_per_horizon
 from forecast.models.base import Forecaster
 
-COVERAGE_LEVELS = (0.5, 0.8, 0.9)
-"""Coverage levels the runner scores for every model."""
 METHODS = ("absolute", "scaled")
 
 
@@ -399,6 +398,24 @@ class IntervalScores:
         return level, self.quantiles[..., i], self.quantiles[..., j]
 
 
+def original_units_metrics(
+    data: DataBundle, test: Predictions, quantiles: np.ndarray, levels: Sequence[float]
+) -> dict[str, float]:
+    """Interval widths and quantile losses on the data's own scale: `orig_width_80`, ...,
+    `orig_pinball`, `orig_wql`, `orig_crps` (coverage is the same in either unit).
+
+    Args:
+        data: the prepared data (its scaler).
+        test: the model's predictions of `data.test` (their actuals).
+        quantiles: [N, H, targets, Q] calibrated quantiles of `data.test`, scaled.
+        levels: their Q levels.
+    """
+    y = data.to_original(test.target, data.test)
+    q = quantiles_to_original(quantiles, data, data.test)  # [N, H, targets, Q]
+    scores = probabilistic_metrics(y, q, levels)
+    return {f"orig_{k}": v for k, v in scores.items() if not k.startswith("coverage_")}
+
+
 def interval_scores(
     model: Forecaster,
     data: DataBundle,
@@ -421,6 +438,7 @@ def interval_scores(
     q = cal.quantiles(test, data.test)
     kind = "cqr" if isinstance(cal, QuantileCalibration) else "conformal"
     row = {"intervals": kind, **probabilistic_metrics(test.target, q, cal.levels)}
+    row.update(original_units_metrics(data, test, q, cal.levels))
     return IntervalScores(
         row, probabilistic_per_horizon(test.target, q, cal.levels), q, tuple(cal.levels)
     )

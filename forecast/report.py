@@ -38,30 +38,51 @@ log = logging.getLogger(__name__)
 
 SHOWN = [
     "model", "kind", "mse", "mse_std", "mae", "mae_std", "rmse", "smape", "mase",
-    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "coverage_80",
-    "width_80", "crps", "fit_seconds",
+    "orig_mse", "orig_mae", "skill_vs_naive", "dm_stat", "dm_p_value", "coverage_{level}",
+    "width_{level}", "orig_width_{level}", "crps", "orig_crps", "fit_seconds",
 ]  # fmt: skip
-"""Leaderboard columns shown in reports and printed by the CLI."""
+"""Leaderboard columns shown in reports and printed by the CLI; `{level}` is the
+headline interval level (`headline_level`)."""
 
-LABELS = {
-    "mse": "mse (scaled)",
-    "mse_std": "mse std (scaled)",
-    "mae": "mae (scaled)",
-    "mae_std": "mae std (scaled)",
-    "rmse": "rmse (scaled)",
-    "orig_mse": "mse (original units)",
-    "orig_mae": "mae (original units)",
-    "coverage_80": "coverage 80%",
-    "width_80": "width 80% (scaled)",
-    "crps": "crps (scaled)",
-}
-"""Headers of the shown columns that have units: errors are computed on the scaled
-(z-scored) values unless prefixed `orig_` (original units)."""
+UNITLESS = ("smape", "mase", "skill_vs_naive", "dm_stat", "dm_p_value", "fit_seconds")
+
+
+def label(column: str) -> str:
+    """A metric column's header with its unit: errors are computed on the scaled
+    (z-scored) values unless prefixed `orig_` (original units); coverage has no unit.
+
+    >>> label("orig_width_80"), label("coverage_80"), label("mse_std")
+    ('width 80% (original units)', 'coverage 80%', 'mse std (scaled)')
+
+    Args:
+        column: a leaderboard column.
+    """
+    if column in ("model", "kind", "intervals", *UNITLESS):
+        return column
+    unit = "original units" if column.startswith("orig_") else "scaled"
+    name = column.removeprefix("orig_").replace("_std", " std")
+    for kind in ("coverage", "width"):
+        if name.startswith(f"{kind}_"):
+            name = f"{kind} {name.removeprefix(kind + '_')}%"
+    return name if name.startswith("coverage") else f"{name} ({unit})"
+
+
+def headline_level(board: pd.DataFrame) -> str | None:
+    """The interval level the leaderboard shows: '80' when scored, else the first one
+    scored (`run.interval_levels`); None without intervals.
+
+    Args:
+        board: the leaderboard.
+    """
+    cols = compare.interval_columns(board.columns)
+    levels = [c.removeprefix("coverage_") for c in cols if c.startswith("coverage_")]
+    return "80" if "80" in levels else (levels[0] if levels else None)
+
 
 UNITS_NOTE = (
     "(scaled): on the z-scored values (each target standardised with its training mean "
     "and std, `data.scaling`); (original units): the same errors on the data's own scale. "
-    "smape, mase and skill_vs_naive have no units."
+    "smape, mase, skill_vs_naive and interval coverage have no units."
 )
 
 Block = tuple[str, Any]  # ("h1" | "h2" | "p" | "table" | "img", payload)
@@ -289,7 +310,10 @@ def display_board(board: pd.DataFrame) -> pd.DataFrame:
     Args:
         board: the leaderboard.
     """
-    return board[[c for c in SHOWN if c in board]].rename(columns=LABELS)
+    level = headline_level(board)
+    shown = [c.format(level=level) for c in SHOWN]
+    cols = [c for c in shown if c in board]
+    return board[cols].rename(columns={c: label(c) for c in cols})
 
 
 # ----------------------------------------------------------------------- reports
@@ -354,12 +378,6 @@ def _blocks(run_dir: Path) -> list[Block]:
     return blocks
 
 
-INTERVAL_COLUMNS = [
-    "intervals", "coverage_50", "width_50", "coverage_80", "width_80", "coverage_90", "width_90",
-    "pinball", "wql", "crps",
-]  # fmt: skip
-
-
 def interval_blocks(board: pd.DataFrame, per_horizon: pd.DataFrame) -> list[Block]:
     """The report's section on calibrated intervals: coverage and width per level, the
     quantile losses, and the 80 % coverage per forecast step (none without intervals).
@@ -368,12 +386,14 @@ def interval_blocks(board: pd.DataFrame, per_horizon: pd.DataFrame) -> list[Bloc
         board: the leaderboard.
         per_horizon: per-step metrics (mean over seeds).
     """
-    cols = [c for c in INTERVAL_COLUMNS if c in board]
-    if "coverage_80" not in cols:
+    level = headline_level(board)
+    if level is None:
         return []
+    cols = [c for c in ["intervals", *compare.interval_columns(board.columns)] if c in board]
+    table = board[["model", *cols]]
     blocks: list[Block] = [
         ("h2", "Prediction intervals"),
-        ("table", board[["model", *cols]]),
+        ("table", table.rename(columns={c: label(c) for c in cols})),
         (
             "p",
             "Intervals calibrated on the validation windows and scored on every test "
@@ -381,14 +401,15 @@ def interval_blocks(board: pd.DataFrame, per_horizon: pd.DataFrame) -> list[Bloc
             "scaled by each window's mean absolute input step, recalibrated as actuals "
             "arrive: forecast.intervals), or conformalised quantile regression for a model "
             "with a quantile head (blank levels: levels the head does not predict). "
-            "coverage: fraction of actuals inside; width: mean interval width (scaled); "
-            "pinball, wql (weighted quantile loss) and crps (2 x mean pinball over the "
-            "levels) on the quantiles the intervals make, with the point forecast as the "
-            "median.",
+            "Levels: run.interval_levels (--interval-levels). coverage: fraction of "
+            "actuals inside; width: mean interval width; pinball, wql (weighted quantile "
+            "loss) and crps (2 x mean pinball over the levels) on the quantiles the "
+            "intervals make, with the point forecast as the median; (scaled) on the "
+            "z-scored values, (original units) on the data's own scale.",
         ),
     ]
-    if "coverage_80" in per_horizon:
-        blocks.append(("table", horizon_table(per_horizon, board, metric="coverage_80")))
+    if f"coverage_{level}" in per_horizon:
+        blocks.append(("table", horizon_table(per_horizon, board, metric=f"coverage_{level}")))
     return blocks
 
 

@@ -230,7 +230,8 @@ class Runner:
         predict_s = time.perf_counter() - t0 - fit_s  # issue 16: the end-to-end share
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
-        intervals = interval_scores(model, bundle, preds)  # calibrated on val
+        # Calibrated on val, at run.interval_levels (a quantile head: at its own levels).
+        intervals = interval_scores(model, bundle, preds, coverages=cfg.run.interval_levels)
         if intervals is not None:
             curve = curve.merge(intervals.per_step, on="step")
         row = {

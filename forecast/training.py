@@ -30,6 +30,7 @@ from forecast import accel  # issue 16: GPU readiness (amp, batch rule, pinned, 
 from forecast.accel import to_device
 from forecast.data.windows import Batch, WindowDataset
 from forecast.params import check_choices
+from forecast.precision import Precision
 from forecast.teacher_forcing import SCHEDULES, TeacherForcingSchedule
 from forecast.threads import choose as choose_threads
 
@@ -85,7 +86,7 @@ class TrainConfig:
         grad_clip: max global gradient norm; None does not clip.
         patience: stop after this many epochs without a better validation loss; None
             trains all epochs. The best weights are restored either way. A model with
-            training phases starts its next phase there instead (see `fit`).
+            training phases starts its next phase there instead (see `Trainer.fit`).
         min_delta: the relative decrease of the validation loss that counts as better
             (for patience and the 'plateau' schedule; any decrease keeps the best weights).
         teacher_forcing: probability of feeding the true previous target to the decoder
@@ -210,54 +211,6 @@ def even_subset(ds: WindowDataset, cap: int | None) -> WindowDataset:
     return ds.subset(np.unique(np.linspace(0, len(ds) - 1, cap).round().astype(np.int64)))
 
 
-def _cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively here (its LSTM refuses it otherwise)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-class _Precision:
-    """Autocast and loss scaling for one training run (a no-op when AMP is off).
-
-    Args:
-        mode: `TrainConfig.amp`.
-        device: the training device.
-    """
-
-    def __init__(self, mode: str, device: torch.device) -> None:
-        mode = accel.amp_mode(mode, device)  # issue 16: 'auto' -> bf16/fp16 on CUDA, else off
-        if mode == "fp16" and device.type != "cuda":
-            raise ValueError(f"amp='fp16' needs a CUDA device, got {device.type!r}")
-        if mode == "bf16" and device.type == "cpu" and not _cpu_has_bf16():
-            raise ValueError(
-                "amp='bf16' on the CPU needs bfloat16 instructions (AVX512-BF16 or AMX), "
-                "which this CPU lacks; use amp='off'"
-            )
-        self.device_type = device.type
-        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
-        self.scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
-
-    def autocast(self) -> Any:
-        """The autocast context of the forward pass (disabled when AMP is off)."""
-        return torch.autocast(self.device_type, self.dtype, enabled=self.dtype is not None)
-
-    def backward(self, loss: Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-
-    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.scaler is not None:  # clip the true gradients, not the scaled ones
-            self.scaler.unscale_(optimizer)
-
-    def step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.scaler is None:
-            optimizer.step()
-        else:
-            self.scaler.step(optimizer)
-            self.scaler.update()
-
-
 class Trainable(Protocol):
     """What the loop needs of a model (`TorchForecaster` is one)."""
 
@@ -348,7 +301,7 @@ class Trainer:
         if warm_start is not None:
             warm_start(train)
         optimizer = self._optimizer()
-        precision = _Precision(cfg.amp, model.device)
+        precision = Precision(cfg.amp, model.device)
         self._train_network = torch.compile(network) if cfg.compile else network
         scheduler = self._lr_scheduler(optimizer)
         tf_schedule = cfg.teacher_forcing_schedule()
@@ -459,7 +412,7 @@ class Trainer:
         ratio: float,
         generator: torch.Generator,
         bar: tqdm,
-        precision: _Precision,
+        precision: Precision,
     ) -> float:
         cfg, model = self.config, self.model
         model.network.train()

@@ -14,7 +14,8 @@ import torch
 from forecast import accel
 from forecast.data.windows import WindowDataset, WindowLayout
 from forecast.models.registry import create_model
-from forecast.training import TrainConfig, _Precision
+from forecast.precision import Precision as _Precision
+from forecast.training import TrainConfig
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -19,6 +19,7 @@ from forecast.config import (
 )
 from forecast.config_checks import check_type
 from forecast.models.registry import list_models
+from tests.conftest import one_error_line
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
 
@@ -187,3 +188,25 @@ def test_check_type():
 def test_defaults_are_a_valid_config():
     cfg = ExperimentConfig()
     assert config_from_dict({}) == cfg
+
+
+def test_interval_levels_key_and_cli_option(tmp_path, capsys):
+    cfg = load_config(_write(tmp_path, "[run]\ninterval_levels = [0.5, 0.95]\n"))
+    assert cfg.run.interval_levels == [0.5, 0.95]
+    assert load_config(_write(tmp_path, "")).run.interval_levels == [0.5, 0.8, 0.9]
+    for text, message in [
+        ("[run]\ninterval_levels = [0.8, 1.0]\n", r"must each lie in \(0, 1\).*got 1.0"),
+        ("[run]\ninterval_levels = []\n", "must name at least one coverage level"),
+        ("[run]\ninterval_levels = [0.8, 0.8]\n", "must not repeat a level"),
+        ('[run]\ninterval_levels = ["80%"]\n', "run.*interval_levels must be of type"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(_write(tmp_path, text))
+    assert run_experiment.main(["--check", "--interval-levels", "0.6", "0.95"]) == 0
+    assert '"interval_levels": [\n' in capsys.readouterr().out
+    out = tmp_path / "runs"
+    code = run_experiment.main(["--interval-levels", "80", "--output-dir", str(out)])
+    assert code == 2
+    line = one_error_line(capsys)
+    assert "run.interval_levels must each lie in (0, 1)" in line and "80.0" in line
+    assert not out.exists()  # nothing left for a run that never started

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +22,7 @@ from forecast.intervals import (
     QuantileCalibration,
     calibrate,
     conformal_quantile,
+    interval_scores,
     quantile_levels,
     quantiles_to_original,
 )
@@ -205,3 +208,40 @@ def test_a_series_with_too_few_known_windows_gets_the_pooled_radius(synthetic):
     new = Predictions(np.zeros((4, 12, 1)), np.ones((4, 12, 1)), np.ones(4, int), origin[-4:] + 100)
     radii = cal.radii(new, test.subset(np.arange(4)))
     np.testing.assert_array_equal(radii[0], np.broadcast_to(cal.radius[0], (4, 12, 1)))
+
+
+def test_widths_and_quantile_losses_in_original_units_are_the_scaled_ones_times_std(synthetic):
+    """One series, one target: original = scaled * std + mean, so widths and pinball /
+    CRPS (differences) scale by std exactly; WQL is normalised by |y| and is not."""
+    model = create_model("naive", synthetic.layout)
+    test = predict_dataset(model, synthetic.test)
+    scores = interval_scores(model, synthetic, test, coverages=(0.5, 0.8))
+    std = float(synthetic.scaler.std_[0, 0])
+    assert std != pytest.approx(1.0)
+    row = scores.metrics
+    for key in ("width_50", "width_80", "pinball", "crps"):
+        assert row[f"orig_{key}"] == pytest.approx(row[key] * std, rel=1e-9), key
+    assert "orig_wql" in row and "orig_coverage_80" not in row  # coverage has no unit
+
+
+def test_interval_levels_come_from_the_run_config(tmp_path):
+    data = DataConfig(synthetic_rows=900, input_length=24, horizon=6)
+    run_cfg = RunConfig(
+        output_dir=str(tmp_path), name="r", progress=False, threads=1, plots=False,
+        checkpoints=False, interval_levels=[0.6, 0.95],
+    )  # fmt: skip
+    result = run(ExperimentConfig(models=["naive"], data=data, run=run_cfg))
+    board = pd.read_csv(result.run_dir / "leaderboard.csv")
+    got = [c for c in board if c.startswith(("coverage_", "width_", "orig_width_"))]
+    assert got == [
+        "coverage_60", "width_60", "orig_width_60", "coverage_95", "width_95", "orig_width_95",
+    ]  # fmt: skip
+    assert board["coverage_95"].iloc[0] > board["coverage_60"].iloc[0]
+    assert {"orig_pinball", "orig_wql", "orig_crps"} <= set(board.columns)
+    stored = json.loads((result.run_dir / "config.json").read_text())
+    assert stored["config"]["run"]["interval_levels"] == [0.6, 0.95]
+    per_seed = json.loads((result.run_dir / "metrics.json").read_text())
+    assert "orig_width_95" in json.dumps(per_seed)
+    report = (result.run_dir / "report.md").read_text()
+    assert "coverage 60%" in report and "width 95% (original units)" in report
+    assert "crps (original units)" in report

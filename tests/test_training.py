@@ -17,11 +17,11 @@ from forecast.checkpoint import load_checkpoint, read_checkpoint, save_checkpoin
 from forecast.evaluate import predict_dataset, score
 from forecast.models.base import ForecastOutput
 from forecast.models.torch_base import TorchForecaster, TorchModelConfig
+from forecast.precision import cpu_has_bf16
 from forecast.teacher_forcing import TeacherForcingSchedule
 from forecast.training import (
     HISTORY_COLUMNS,
     TrainConfig,
-    _cpu_has_bf16,
     free_running_loss,
     resolve_device,
     train,
@@ -342,7 +342,7 @@ def test_amp_modes_on_cpu(data):
     pd.testing.assert_frame_equal(
         off.history_.drop(columns="seconds"), auto.history_.drop(columns="seconds")
     )
-    if not _cpu_has_bf16():
+    if not cpu_has_bf16():
         with pytest.raises(ValueError, match="amp='bf16' on the CPU needs bfloat16"):
             create_model("lstm", data.layout, amp="bf16", **cfg).fit(data.train)
     else:
