@@ -9,6 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from forecast.threads import prepare_openmp
+
+# OpenMP reads its wait policy once, when torch loads it: set it now (unless the user
+# did, or torch is loaded already). See forecast/threads.py.
+prepare_openmp()
+
 if TYPE_CHECKING:
     from forecast.data.frame import ColumnRoles, SeriesFrame, prepare_frame
     from forecast.data.prepare import DataBundle, prepare_data

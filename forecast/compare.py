@@ -31,7 +31,7 @@ import pandas as pd
 KERNELS = ("uniform", "bartlett")
 METRIC_COLUMNS = ["mse", "mae", "rmse", "smape", "mase", "orig_mse", "orig_mae"]
 """Per-seed point-metric columns the leaderboard averages (those present); then come the
-`interval_columns` and `fit_seconds`."""
+`interval_columns`, `fit_seconds` and `predict_seconds`."""
 
 QUANTILE_LOSSES = ("pinball", "wql", "crps")
 
@@ -197,7 +197,7 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
         per_seed: one row per (model, seed) with columns model, kind and metrics.
     """
     cols = [c for c in METRIC_COLUMNS if c in per_seed] + interval_columns(per_seed.columns)
-    cols += ["fit_seconds"] if "fit_seconds" in per_seed else []
+    cols += [c for c in ("fit_seconds", "predict_seconds") if c in per_seed]  # issue 16
     grouped = per_seed.groupby(["model", "kind"], sort=False)
     board = grouped[cols].mean()
     std = grouped[["mse", "mae"]].std(ddof=0)

@@ -93,11 +93,14 @@ class RunConfig:
         name: run folder name; a timestamp when None. Never reused.
         checkpoints: save every (model, seed) as a pipeline, `models/<name>_seed<k>.pt`
             (`forecast.load`, `run_experiment.py predict`).
-        threads: torch threads per process; None keeps torch's default (one per core).
-            1 is usually fastest for the small networks here, and immune to the heavy
-            slowdown of several threads on an oversubscribed (shared) machine.
+        threads: torch threads per process: 'auto' (the free cores, from the cores this
+            process may use and the machine's load, decided once per process; see
+            `forecast.threads`) or a count (warned about when it is more than the free
+            cores). 1 is immune to the heavy slowdown of several threads on an
+            oversubscribed (shared) machine. The choice and the OpenMP wait policy are
+            recorded in environment.json.
         workers: (model, seed) pairs fitted in parallel processes; each uses `threads`
-            threads (1 when unset). Results do not depend on it. The processes are
+            threads (1 for 'auto'). Results do not depend on it. The processes are
             spawned, so a script calling `run` with workers > 1 needs the usual
             `if __name__ == "__main__":` guard.
         interval_levels: coverage levels of the calibrated prediction intervals that
@@ -129,7 +132,7 @@ class RunConfig:
     output_dir: str = "runs"
     name: str | None = None
     checkpoints: bool = True
-    threads: int | None = None
+    threads: int | str = "auto"
     workers: int = 1
     interval_levels: list[float] = field(default_factory=lambda: list(COVERAGE_LEVELS))
     plots: bool = True

@@ -199,7 +199,9 @@ def validate(cfg: ExperimentConfig) -> None:
             f"run.address ({r.address!r}) is the Ray cluster's address: set run.executor = "
             "'ray' too (--executor ray), or drop it"
         )
-    if r.threads is not None:
+    if r.threads != "auto" and (isinstance(r.threads, bool) or not isinstance(r.threads, int)):
+        raise ConfigError(f"run.threads must be 'auto' or a positive integer, got {r.threads!r}")
+    if r.threads != "auto":
         _positive("run.threads", r.threads)
     _one_of("evaluation.dm_predictions", e.dm_predictions, DM_PREDICTIONS)
     if b.folds < 0 or b.folds == 1:

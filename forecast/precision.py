@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from forecast.accel import amp_mode
+
 __all__ = ["Precision", "cpu_has_bf16"]
 
 
@@ -28,10 +30,7 @@ class Precision:
     """
 
     def __init__(self, mode: str, device: torch.device) -> None:
-        if mode == "auto":
-            mode = "off"
-            if device.type == "cuda":
-                mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        mode = amp_mode(mode, device)  # issue 16: 'auto' -> bf16/fp16 on CUDA, else off
         if mode == "fp16" and device.type != "cuda":
             raise ValueError(f"amp='fp16' needs a CUDA device, got {device.type!r}")
         if mode == "bf16" and device.type == "cpu" and not cpu_has_bf16():

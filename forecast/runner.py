@@ -237,6 +237,7 @@ class Runner:
         model.fit(bundle.train, bundle.val)
         fit_s = time.perf_counter() - t0
         preds = predict_dataset(model, bundle.test)
+        predict_s = time.perf_counter() - t0 - fit_s  # issue 16: the end-to-end share
         result = score(preds, bundle, bundle.test)
         curve = metrics.per_horizon_table(preds.target, preds.prediction)
         # Calibrated on val, at run.interval_levels (a quantile head: at its own levels).
@@ -250,6 +251,7 @@ class Runner:
             **result,
             **(intervals.metrics if intervals is not None else {}),
             "fit_seconds": fit_s,
+            "predict_seconds": predict_s,
             **training_facts(model),
         }
         log.info(
@@ -463,15 +465,18 @@ def training_facts(model: Forecaster) -> dict[str, Any]:
 
 
 def set_threads(cfg: ExperimentConfig) -> int | None:
-    """Apply `run.threads` (1 per worker process when unset and workers > 1).
+    """Apply `run.threads` ('auto' or a count; 1 per worker process for 'auto' when
+    workers > 1) through `forecast.threads.apply`.
 
-    Returns the previous torch thread count, to restore, or None when unchanged.
+    Returns the previous torch thread count, to restore.
     """
     import torch
 
-    threads = cfg.run.threads or (1 if cfg.run.workers > 1 else None)
-    if threads is None:
-        return None
+    from forecast import threads
+
+    requested = cfg.run.threads
+    if requested in (None, "auto") and cfg.run.workers > 1:
+        requested = 1
     before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    threads.apply(requested)
     return before

@@ -175,7 +175,8 @@ def _git_commit(repo: Path) -> dict[str, Any]:
 
 
 def environment_manifest(seeds: list[int], device: str) -> dict[str, Any]:
-    """Versions, platform, git commit, seeds and device: what a rerun needs to match.
+    """Versions, platform, git commit, seeds, device, threads and OpenMP policy: what a
+    rerun needs to match.
 
     Never fails: a missing package or git is recorded as missing.
 
@@ -193,13 +194,15 @@ def environment_manifest(seeds: list[int], device: str) -> dict[str, Any]:
                 versions[name] = None
                 continue
         versions[name] = getattr(module, "__version__", None)
-    resolved, threads = device, None
+    resolved, threads, choice = device, None, None
     try:
         import torch
 
+        from forecast.threads import current
         from forecast.training import resolve_device
 
         resolved, threads = str(resolve_device(device)), torch.get_num_threads()
+        choice = None if current() is None else current().as_dict()
     except (ImportError, ValueError):
         pass
     return {
@@ -208,6 +211,7 @@ def environment_manifest(seeds: list[int], device: str) -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
+        "threads": choice,  # how forecast.threads chose them: policy, cores, load seen
         "packages": versions,
         "git": _git_commit(Path(__file__).resolve().parents[1]),
         "seeds": list(seeds),

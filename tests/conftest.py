@@ -38,9 +38,12 @@ def hourly_frame() -> pd.DataFrame:
 def one_thread() -> Iterator[None]:
     """One intra-op thread for a module of tiny networks: extra OpenMP threads only add
     hand-offs and spin-waits, which cost 10x on cores shared with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    from forecast import threads as forecast_threads
+
+    threads, choice = torch.get_num_threads(), forecast_threads.current()
+    forecast_threads.apply(1)  # fit's threads='auto' keeps a count set this way
     yield
+    forecast_threads._CHOICE = choice
     torch.set_num_threads(threads)
 
 

@@ -65,6 +65,10 @@ def test_run_writes_a_complete_folder(tmp_path):
     assert config["data"]["truth"]["lag"] == 12
     env = json.loads((folder / "environment.json").read_text())
     assert env["seeds"] == [0] and env["packages"]["numpy"] and "device" in env
+    assert env["threads"]["requested"] == 1 and env["threads"]["threads"] == env["torch_threads"]
+    assert env["threads"]["policy"] and env["threads"]["cores"] >= 1
+    row = json.loads((folder / "results/naive/seed0.json").read_text())
+    assert row["predict_seconds"] >= 0 and row["fit_seconds"] >= 0  # the end-to-end share
     preds = pd.read_csv(
         folder / "predictions/naive_sample.csv",
         parse_dates=["time", "origin_time"],

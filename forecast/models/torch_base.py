@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from forecast import distributed
+from forecast import distributed, threads
 from forecast.data.scaling import StandardScaler
 from forecast.data.windows import Batch, WindowDataset, WindowLayout
 from forecast.models.base import EVAL_MEMORY_BYTES, Forecaster, ForecastOutput, ModelConfig
@@ -131,6 +131,7 @@ class TorchForecaster(Forecaster):
                 the last weights.
         """
         cfg = self.config.train
+        threads.apply(cfg.threads)  # issue 16: threads once per process (forecast/threads.py)
         torch.manual_seed(cfg.seed)  # weights and dropout
         self.device = resolve_device(cfg.device)
         self.network = self.make_network().to(self.device)
@@ -167,6 +168,7 @@ class TorchForecaster(Forecaster):
                 forward takes `return_attention` (the transformer).
         """
         self._check_fitted()
+        threads.apply(self.config.train.threads)  # issue 16: threads
         self.network.eval()
         with torch.no_grad():
             out = self.network(
