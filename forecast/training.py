@@ -26,8 +26,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from forecast import accel  # issue 16: GPU readiness (amp, batch rule, pinned, no sync)
-from forecast import distributed
+from forecast import accel, distributed  # accel: amp, GPU batch rule, pinned, no sync
 from forecast.accel import to_device
 from forecast.data.windows import Batch, WindowDataset
 from forecast.params import check_choices
