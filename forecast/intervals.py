@@ -59,6 +59,27 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> np.ndarray:
     return np.asarray(np.partition(scores, k - 1, axis=0)[k - 1])
 
 
+def conformal_quantiles(scores: np.ndarray, coverages: Sequence[float]) -> np.ndarray:
+    """`conformal_quantile` of `scores` at every level of `coverages`, stacked [K, ...],
+    from one partition.
+
+    Args:
+        scores: [n, ...] nonconformity scores.
+        coverages: the nominal coverages, each in (0, 1).
+
+    >>> conformal_quantiles(np.arange(1.0, 10.0), [0.5, 0.8, 0.95])  # 5th, 8th, 10th of 9
+    array([ 5.,  8., inf])
+    """
+    for c in coverages:
+        _check_coverage(c)
+    n = len(scores)
+    ks = [math.ceil((n + 1) * c) for c in coverages]
+    inside = sorted({k - 1 for k in ks if 0 < k <= n})
+    part = np.partition(scores, inside, axis=0) if inside else scores
+    inf = np.full(np.shape(scores)[1:], np.inf)
+    return np.stack([np.asarray(part[k - 1]) if 0 < k <= n else inf for k in ks])
+
+
 def _check_coverage(coverage: float) -> None:
     if not 0.0 < coverage < 1.0:
         raise ValueError(f"coverage levels must lie in (0, 1), got {coverage}")
@@ -144,13 +165,19 @@ class _Calibration:
             old = self.series == s
             pool = np.concatenate([self.scores[old], new[mine]])  # in time order
             known = np.concatenate([self.origin[old], preds.origin[mine]]) + h  # last target
+            # Conformal scores are the same at every level: one partition serves them all.
+            shared = bool(np.all(pool == pool[:, :1]))
             for b in range(0, len(mine), step):
                 block = mine[b : b + step]
                 end = int(np.searchsorted(known, preds.origin[block[0]], side="right"))
                 recent = pool[max(0, end - self.window) : end]
-                for k, c in enumerate(self.coverages):
-                    r = conformal_quantile(recent[:, k], c)
-                    out[k, block] = np.where(np.isfinite(r), r, pooled[k])[None]
+                if shared:
+                    r = conformal_quantiles(recent[:, 0], self.coverages)
+                else:
+                    r = np.stack(
+                        [conformal_quantile(recent[:, k], c) for k, c in enumerate(self.coverages)]
+                    )
+                out[:, block] = np.where(np.isfinite(r), r, pooled)[:, None]
         return out
 
 
@@ -422,6 +449,7 @@ def interval_scores(
     test: Predictions,
     *,
     coverages: Sequence[float] = COVERAGE_LEVELS,
+    val_preds: Predictions | None = None,
 ) -> IntervalScores | None:
     """A fitted model's intervals calibrated on `data.val` and scored on the test
     windows; None when the data has no validation windows.
@@ -431,10 +459,11 @@ def interval_scores(
         data: the prepared data (`val` calibrates, `test` is scored).
         test: the model's predictions of `data.test`.
         coverages: the conformal coverage levels.
+        val_preds: the model's predictions of `data.val`, if already made.
     """
     if data.val is None or len(data.val) == 0:
         return None
-    cal = calibrate(model, data.val, coverages=coverages)
+    cal = calibrate(model, data.val, coverages=coverages, val_preds=val_preds)
     q = cal.quantiles(test, data.test)
     kind = "cqr" if isinstance(cal, QuantileCalibration) else "conformal"
     row = {"intervals": kind, **probabilistic_metrics(test.target, q, cal.levels)}

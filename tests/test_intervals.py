@@ -22,6 +22,7 @@ from forecast.intervals import (
     QuantileCalibration,
     calibrate,
     conformal_quantile,
+    conformal_quantiles,
     interval_scores,
     quantile_levels,
     quantiles_to_original,
@@ -245,3 +246,11 @@ def test_interval_levels_come_from_the_run_config(tmp_path):
     report = (result.run_dir / "report.md").read_text()
     assert "coverage 60%" in report and "width 95% (original units)" in report
     assert "crps (original units)" in report
+
+
+@pytest.mark.parametrize("n", [0, 1, 4, 9, 57, 400])
+def test_conformal_quantiles_equal_one_partition_per_level(n: int) -> None:
+    scores = np.random.default_rng(n).exponential(size=(n, 6, 2))
+    levels = (0.5, 0.8, 0.9, 0.99)
+    expected = np.stack([conformal_quantile(scores, c) for c in levels])
+    np.testing.assert_array_equal(conformal_quantiles(scores, levels), expected)
