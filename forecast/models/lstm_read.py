@@ -146,6 +146,7 @@ class ReadDecoder(nn.Module):
         self.warmup = cfg.attention_warmup
         # A buffer, so best-epoch snapshots and checkpoints carry the phase with the weights.
         self.register_buffer("content_on", torch.tensor(self.warmup == 0))
+        self.content = self.warmup == 0  # the buffer's value as a Python bool: no device sync
         self.content_tried = self.warmup == 0
         self.attention = create_attention(
             cfg.attention,
@@ -219,18 +220,25 @@ class ReadDecoder(nn.Module):
         if epoch == 1:
             self.content_tried = False
         if epoch > self.warmup and not self.content_tried:
-            self.content_on.fill_(True)
-            self.content_tried = True
+            self._start_content()
 
     def next_phase(self) -> bool:
         """Start the content phase now (the training loop calls this where early stopping
         would end the lag-prior phase); False if it has started already.
         """
-        if bool(self.content_on) or self.attention is None or self.content_tried:
+        if self.content or self.attention is None or self.content_tried:
             return False
-        self.content_on.fill_(True)
-        self.content_tried = True  # not in the state dict: restoring weights keeps it
+        self._start_content()
         return True
+
+    def _start_content(self) -> None:
+        self.content_on.fill_(True)
+        self.content = True
+        self.content_tried = True  # not in the state dict: restoring weights keeps it
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        self.content = bool(self.content_on)  # once per load, not per step
 
     def chunk_rows(self, rows: int, budget: int = 1 << 25) -> int:
         """Windows per forward pass that keep the per-feature maps [rows, 2V, H, L] under
@@ -243,11 +251,11 @@ class ReadDecoder(nn.Module):
     @property
     def phase(self) -> int:
         """1 while the map is the lag prior alone, 2 once content has joined."""
-        return 2 if self.attention is not None and bool(self.content_on) else 1
+        return 2 if self.attention is not None and self.content else 1
 
     def needs_states(self) -> bool:
         """Whether this forward reads the encoder (and decoder) LSTMs."""
-        return self.attention is None or bool(self.content_on)
+        return self.attention is None or self.content
 
     def _feature_weights(self, s: Tensor | None, values: Tensor) -> Tensor:
         """beta [B or 1, Hq or 1, T, V2]: how the read mixes the features."""
