@@ -52,6 +52,7 @@ VARIANTS = {
     # The better settings on ETTh1 track M (docs/benchmarks.md).
     "segrnn_h128": ("segrnn", {"hidden_size": 128}),
     "segrnn_h128_b256": ("segrnn", {"hidden_size": 128, "batch_size": 256}),
+    "segrnn_gru": ("segrnn", {"cell": "gru"}),
 }
 
 

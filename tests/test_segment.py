@@ -96,6 +96,8 @@ def test_segment_length_default_and_errors():
         create_model("segrnn", PADDED, teacher_forcing=0.5)
     with pytest.raises(ValueError, match="unknown normalization 'z'"):
         create_model("segrnn", PADDED, normalization="z")
+    with pytest.raises(ValueError, match="unknown cell 'rnn'"):
+        create_model("segrnn", PADDED, cell="rnn")
 
 
 def _seasonal(n: int = 1200) -> pd.DataFrame:
@@ -164,9 +166,16 @@ def test_mae_loss_option():
         create_model("segrnn", PADDED, loss="huber")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("attention", ["luong_general", "bahdanau"])
-def test_stacked_layers_give_finite_forecasts_and_gradients(attention):
-    net = _network(PADDED, segment_length=8, num_layers=2, dropout=0.2, attention=attention)
+def test_stacked_layers_give_finite_forecasts_and_gradients(attention, cell):
+    net = _network(
+        PADDED, segment_length=8, num_layers=2, dropout=0.2, attention=attention, cell=cell
+    )
+    recurrent = (
+        (torch.nn.GRU, torch.nn.GRUCell) if cell == "gru" else (torch.nn.LSTM, torch.nn.LSTMCell)
+    )
+    assert isinstance(net.encoder, recurrent[0]) and isinstance(net.decoder[1], recurrent[1])
     net.train()
     out = net(_batch(PADDED), return_attention=False)
     assert out.prediction.shape == (3, 10, 2) and torch.isfinite(out.prediction).all()

@@ -62,6 +62,7 @@ from forecast.training import TrainConfig
 
 NORMALIZATIONS = ("revin", "last", "none")
 LOSSES = ("mse", "mae")
+CELLS = ("lstm", "gru")
 AUTO_SEGMENTS = (48, 24, 12)  # `segment_length=None` picks the longest giving >= 8 segments
 
 
@@ -104,6 +105,7 @@ class SegmentConfig(TorchModelConfig):
             learns the rest; the loop keeps the start if no epoch beats it).
         loss: training and validation objective on the scaled space: 'mse', or 'mae'
             (SegRNN's choice, less pulled by outliers).
+        cell: recurrent cell of encoder and decoder: 'lstm', or 'gru' (SegRNN's choice).
         train: training settings; this model's defaults: no teacher forcing (parallel
             decoding: no previous forecast is fed).
     """
@@ -124,6 +126,7 @@ class SegmentConfig(TorchModelConfig):
     revin_affine: bool = True
     skip: bool = False
     loss: str = "mse"
+    cell: str = "lstm"
 
     def __post_init__(self) -> None:
         check_choices(
@@ -131,6 +134,7 @@ class SegmentConfig(TorchModelConfig):
             ("normalizer", self.normalizer, tuple(NORMALIZERS)),
             ("normalization", self.normalization, NORMALIZATIONS),
             ("loss", self.loss, LOSSES),
+            ("cell", self.cell, CELLS),
         )
         if self.segment_length is not None and self.segment_length < 1:
             raise ValueError(f"segment_length must be >= 1 or None, got {self.segment_length}")
@@ -184,7 +188,8 @@ class SegmentNetwork(nn.Module):
         between = cfg.dropout if layers > 1 else 0.0
         self.revin = RevIN(T, affine=cfg.revin_affine) if cfg.normalization == "revin" else None
         self.embed = nn.Sequential(nn.Linear(W * n_in, D), nn.ReLU())
-        self.encoder = nn.LSTM(D, D, layers, batch_first=True, dropout=between)
+        gru = cfg.cell == "gru"
+        self.encoder = (nn.GRU if gru else nn.LSTM)(D, D, layers, batch_first=True, dropout=between)
         # Decoder input of horizon segment m, channel c: [position m ; channel c] (D).
         self.position = nn.Parameter(torch.randn(self.M, D - D // 2))
         self.channel = nn.Parameter(torch.randn(T, D // 2))
@@ -204,7 +209,8 @@ class SegmentNetwork(nn.Module):
         # One step per horizon segment: a stack of cells (an nn.LSTM call over one step
         # costs ~1.6x a cell's, from oneDNN's per-call setup).
         first = 2 * D if self.feeds_context else D
-        self.decoder = nn.ModuleList(nn.LSTMCell(first if i == 0 else D, D) for i in range(layers))
+        Cell = nn.GRUCell if gru else nn.LSTMCell
+        self.decoder = nn.ModuleList(Cell(first if i == 0 else D, D) for i in range(layers))
         self.between = nn.Dropout(between)
         combines = self.attention is not None and not self.feeds_context
         self.combine = nn.Linear(2 * D, D) if combines else None  # W_c of Luong
@@ -254,7 +260,9 @@ class SegmentNetwork(nn.Module):
             [past.transpose(1, 2).unsqueeze(-1),  # [B, T, L, 1]
              covariates.unsqueeze(1).expand(B, T, L, covariates.shape[-1])], dim=-1,
         ).reshape(B * T, L, -1)  # [B T, L, 1 + past + known]  # fmt: skip
-        memory, (h, c) = self.encoder(self.embed(_segments(x, N, W)))  # [BT, N, D]
+        memory, state = self.encoder(self.embed(_segments(x, N, W)))  # [BT, N, D]
+        states = state if isinstance(state, tuple) else (state,)  # (h, c) of LSTMs, (h,) of GRUs
+        h = states[0]  # [layers, BT, D]
         D = memory.shape[-1]
         inputs = torch.cat(
             [self.position[None].expand(T, M, -1),  # [T, M, D - D/2]
@@ -272,8 +280,11 @@ class SegmentNetwork(nn.Module):
         # Every horizon segment is one LSTM step from the encoder's final state.
         s = inputs.reshape(B * T * M, -1)
         for layer, cell in enumerate(self.decoder):
-            h0, c0 = (v[layer][:, None].expand(B * T, M, D).reshape(-1, D) for v in (h, c))
-            s, _ = cell(self.between(s) if layer else s, (h0, c0))  # [B T M, D]
+            start = [v[layer][:, None].expand(B * T, M, D).reshape(-1, D) for v in states]
+            out = cell(
+                self.between(s) if layer else s, tuple(start) if len(start) > 1 else start[0]
+            )
+            s = out[0] if isinstance(out, tuple) else out  # [B T M, D]
         s = s.reshape(B * T, M, D)
         if self.combine is not None:  # Luong: attend with the new state, h~ = tanh(W_c[c;s])
             context, weights = self.attention.attend_all(s, memory, memory, horizon=M)
