@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from forecast.config import ConfigError, ExperimentConfig, config_from_dict, config_to_dict
 from forecast.runner import Runner, set_threads
 from forecast.runs import RunFolder
+from forecast.threads import fixed_count
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def _ray_fit(stored: dict, name: str, seed: int, level: int) -> dict[str, bytes]
         logging.basicConfig(level=level, format="%(levelname)s %(name)s [ray]: %(message)s")
         cfg = config_from_dict(stored)
         cfg.run.progress = False
-        torch.set_num_threads(cfg.run.threads or 1)  # the CPUs the task asked for
+        torch.set_num_threads(fixed_count(cfg.run.threads))  # the CPUs the task asked for
         _RAY_RUNNER = key, Runner(cfg, None, mode="worker")
     return pair_files(_RAY_RUNNER[1], name, seed)
 
@@ -249,7 +250,7 @@ def _fit_on_ray(r: Runner, todo: list[tuple[str, int]], stored: Callable[[str, i
     """One Ray task per pair (on the cluster `cluster` connected to), stored as each
     finishes; an error in a task is raised here as itself."""
     ray = _import_ray()
-    task = ray.remote(num_cpus=r.cfg.run.threads or 1)(_ray_fit)
+    task = ray.remote(num_cpus=fixed_count(r.cfg.run.threads))(_ray_fit)
     config = ray.put(config_to_dict(r.cfg))
     level = logging.getLogger().getEffectiveLevel()
     pending = {task.remote(config, name, seed, level): (name, seed) for name, seed in todo}

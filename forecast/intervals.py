@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -51,12 +52,7 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> np.ndarray:
     >>> conformal_quantile(np.arange(1.0, 10.0), 0.8)  # ceil(10 * 0.8) = 8th of 9
     array(8.)
     """
-    _check_coverage(coverage)
-    n = len(scores)
-    k = math.ceil((n + 1) * coverage)
-    if n == 0 or k > n:
-        return np.full(np.shape(scores)[1:], np.inf)
-    return np.asarray(np.partition(scores, k - 1, axis=0)[k - 1])
+    return np.asarray(conformal_quantiles(scores, [coverage])[0])
 
 
 def conformal_quantiles(scores: np.ndarray, coverages: Sequence[float]) -> np.ndarray:
@@ -141,6 +137,7 @@ class _Calibration:
     origin: np.ndarray
     window: int | None = None
     refresh: int | None = None
+    shared_scores: ClassVar[bool] = False  # True: the same scores at every level
 
     @property
     def radius(self) -> np.ndarray:
@@ -165,13 +162,11 @@ class _Calibration:
             old = self.series == s
             pool = np.concatenate([self.scores[old], new[mine]])  # in time order
             known = np.concatenate([self.origin[old], preds.origin[mine]]) + h  # last target
-            # Conformal scores are the same at every level: one partition serves them all.
-            shared = bool(np.all(pool == pool[:, :1]))
             for b in range(0, len(mine), step):
                 block = mine[b : b + step]
                 end = int(np.searchsorted(known, preds.origin[block[0]], side="right"))
                 recent = pool[max(0, end - self.window) : end]
-                if shared:
+                if self.shared_scores:  # one partition serves every level
                     r = conformal_quantiles(recent[:, 0], self.coverages)
                 else:
                     r = np.stack(
@@ -197,6 +192,7 @@ class ConformalIntervals(_Calibration):
     """
 
     method: str = "scaled"
+    shared_scores: ClassVar[bool] = True  # `_scores` repeats one |residual| per level
 
     @property
     def levels(self) -> tuple[float, ...]:

@@ -54,6 +54,7 @@ from typing import Any
 
 from forecast.config import ConfigError, config_from_dict, config_to_dict, with_values
 from forecast.config_checks import typed_fields
+from forecast.threads import fixed_count
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ def prepare_search(raw: dict[str, Any], source: Path, storage: str | None = None
         folder=folder,
         storage=url,
         workers=cfg.run.workers,
-        threads=cfg.run.threads or 1,
+        threads=fixed_count(cfg.run.threads),
     )
 
 

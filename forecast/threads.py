@@ -190,6 +190,31 @@ def prepare_openmp(env: os._Environ | dict = os.environ) -> str | None:
     return policy
 
 
+def check_threads(requested: int | str) -> None:
+    """Raise ValueError unless `requested` is 'auto' or an integer >= 1.
+
+    Args:
+        requested: a thread setting.
+    """
+    if requested == "auto":
+        return
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"threads must be 'auto' or an integer >= 1, got {requested!r}")
+
+
+def fixed_count(requested: int | str | None) -> int:
+    """A fixed thread count for work that asks a scheduler for CPUs (a Ray task) or must
+    repeat exactly (search trials): the count given, 1 for 'auto' (or None).
+
+    Args:
+        requested: a thread setting ('auto', None or a count).
+
+    >>> fixed_count("auto"), fixed_count(3)
+    (1, 3)
+    """
+    return requested if isinstance(requested, int) and not isinstance(requested, bool) else 1
+
+
 def choose(cores: int, load: float, requested: int | str, policy: str) -> ThreadChoice:
     """The thread count for `requested` on `cores` cores with `load` busy cores besides
     this process, and a warning when an explicit count is in the slow regime.
@@ -211,8 +236,7 @@ def choose(cores: int, load: float, requested: int | str, policy: str) -> Thread
     auto = int(min(max(math.floor(free + 0.5), 1), cores, MAX_AUTO_THREADS))
     if requested == "auto":
         return ThreadChoice(auto, policy, cores, load, "auto")
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"threads must be 'auto' or an integer >= 1, got {requested!r}")
+    check_threads(requested)
     warning = None
     busy_wait = "OMP_WAIT_POLICY=ACTIVE" in policy.upper()
     if requested > 1 and requested > free + 0.5:
@@ -251,6 +275,8 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
 
     requested = "auto" if requested is None else requested
     now = torch.get_num_threads()
+    if _CHOICE is not None and requested != "auto" and _CHOICE.requested == requested == now:
+        return _CHOICE  # the same explicit count, still in effect (predict calls per batch)
     users = None
     if requested == "auto" and _CHOICE is not None:
         users = None if now == _CHOICE.threads else now  # changed since: the user's count

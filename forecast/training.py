@@ -32,7 +32,7 @@ from forecast.data.windows import Batch, WindowDataset
 from forecast.params import check_choices
 from forecast.precision import Precision
 from forecast.teacher_forcing import SCHEDULES, TeacherForcingSchedule
-from forecast.threads import choose as choose_threads
+from forecast.threads import check_threads
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -168,7 +168,7 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0.0 <= self.min_delta < 1.0:
             raise ValueError(f"min_delta must be in [0, 1), got {self.min_delta}")
-        choose_threads(1, 0.0, self.threads, "")  # issue 16: 'auto' or an int >= 1
+        check_threads(self.threads)
         for name in ("max_train_windows", "max_val_windows", "patience", "gpu_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
