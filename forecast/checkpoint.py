@@ -136,7 +136,7 @@ def save_checkpoint(
         scaler: the data's scaler; defaults to `model.scaler` (torch models).
         pipeline: a `Pipeline`'s plain-data metadata (see `forecast.pipeline`), if any.
     """
-    if not distributed.is_main():  # [ddp] rank 0 writes
+    if not distributed.is_main():  # rank 0 writes
         return Path(path)
     scaler = scaler if scaler is not None else getattr(model, "scaler", None)
     cls = type(model)

@@ -197,7 +197,7 @@ def leaderboard(per_seed: pd.DataFrame) -> pd.DataFrame:
         per_seed: one row per (model, seed) with columns model, kind and metrics.
     """
     cols = [c for c in METRIC_COLUMNS if c in per_seed] + interval_columns(per_seed.columns)
-    cols += [c for c in ("fit_seconds", "predict_seconds") if c in per_seed]  # issue 16
+    cols += [c for c in ("fit_seconds", "predict_seconds") if c in per_seed]
     grouped = per_seed.groupby(["model", "kind"], sort=False)
     board = grouped[cols].mean()
     std = grouped[["mse", "mae"]].std(ddof=0)

@@ -30,7 +30,7 @@ class Precision:
     """
 
     def __init__(self, mode: str, device: torch.device) -> None:
-        mode = amp_mode(mode, device)  # issue 16: 'auto' -> bf16/fp16 on CUDA, else off
+        mode = amp_mode(mode, device)  # 'auto' -> bf16/fp16 on CUDA, else off
         if mode == "fp16" and device.type != "cuda":
             raise ValueError(f"amp='fp16' needs a CUDA device, got {device.type!r}")
         if mode == "bf16" and device.type == "cpu" and not cpu_has_bf16():

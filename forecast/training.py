@@ -292,7 +292,7 @@ class Trainer:
                 the last weights.
         """
         model = self.model
-        cfg = self.config = accel.for_device(self.config, model.device)  # issue 16: GPU batch
+        cfg = self.config = accel.for_device(self.config, model.device)  # GPU batch
         if len(train) == 0:
             raise ValueError("fit needs at least one training window, got an empty dataset")
         network = model.network
@@ -302,7 +302,7 @@ class Trainer:
             warm_start(train)
         optimizer = self._optimizer()
         precision = Precision(cfg.amp, model.device)
-        net = distributed.wrap(network, cfg.seed)  # [ddp] DDP under a process group
+        net = distributed.wrap(network, cfg.seed)  # DDP under a process group
         self._train_network = torch.compile(net) if cfg.compile else net
         scheduler = self._lr_scheduler(optimizer)
         tf_schedule = cfg.teacher_forcing_schedule()
@@ -312,13 +312,13 @@ class Trainer:
             total=cfg.epochs * math.ceil(n_train / cfg.batch_size),
             desc=model.name,
             unit="batch",
-            disable=not cfg.progress or not distributed.is_main(),  # [ddp]
+            disable=not cfg.progress or not distributed.is_main(),
         )
         rows, best, best_state, waited, phase = [], math.inf, None, 0, 1
         best_epoch, stopped_early = None, False
         if warm_start is not None and val is not None:
             # The warm start is a candidate too (best epoch 0): training must beat it.
-            best, best_epoch = distributed.reduced_loss(model.evaluate_loss, val), 0  # [ddp]
+            best, best_epoch = distributed.reduced_loss(model.evaluate_loss, val), 0
             best_state = _weights(network)
         # Free-running training loss under teacher forcing: on as many windows as validated.
         train_check = even_subset(train, len(val) if val is not None else cfg.max_val_windows)
@@ -335,7 +335,7 @@ class Trainer:
                 pick = torch.randperm(len(train), generator=generator)[:n_train]
                 part = train.subset(np.sort(pick.numpy()))
             train_loss = self._train_epoch(part, optimizer, ratio, generator, bar, precision)
-            val_loss = (  # [ddp] reduced over the ranks
+            val_loss = (  # reduced over the ranks
                 distributed.reduced_loss(model.evaluate_loss, val) if val is not None else math.nan
             )
             lr = optimizer.param_groups[0]["lr"]
@@ -421,8 +421,8 @@ class Trainer:
     ) -> float:
         cfg, model = self.config, self.model
         model.network.train()
-        losses = accel.LossSum()  # issue 16: on the device, one sync per epoch
-        for batch, weight, n in distributed.train_batches(ds, cfg.batch_size, generator):  # [ddp]
+        losses = accel.LossSum()  # on the device, one sync per epoch
+        for batch, weight, n in distributed.train_batches(ds, cfg.batch_size, generator):
             batch = to_device(batch, model.device)
             with precision.autocast():
                 output = self._train_network(
@@ -431,14 +431,14 @@ class Trainer:
                 )  # fmt: skip
                 loss = model.loss(output, batch).float()
             optimizer.zero_grad(set_to_none=True)
-            precision.backward(loss * weight if weight != 1.0 else loss)  # [ddp] share weight
+            precision.backward(loss * weight if weight != 1.0 else loss)  # share weight
             if cfg.grad_clip is not None:
                 precision.unscale(optimizer)
                 nn.utils.clip_grad_norm_(model.network.parameters(), cfg.grad_clip, foreach=True)
             precision.step(optimizer)
-            losses.add(loss, n)  # issue 16: no .item() per step
+            losses.add(loss, n)  # no .item() per step
             bar.update(1)
-        total, count = distributed.sum_over_ranks(losses.sum(), losses.count)  # [ddp]
+        total, count = distributed.sum_over_ranks(losses.sum(), losses.count)
         mean = total / count if count else math.nan
         if not math.isfinite(mean):
             raise FloatingPointError(

@@ -131,7 +131,7 @@ class TorchForecaster(Forecaster):
                 the last weights.
         """
         cfg = self.config.train
-        threads.apply(cfg.threads)  # issue 16: threads once per process (forecast/threads.py)
+        threads.apply(cfg.threads)  # threads once per process (forecast/threads.py)
         torch.manual_seed(cfg.seed)  # weights and dropout
         self.device = resolve_device(cfg.device)
         self.network = self.make_network().to(self.device)
@@ -168,7 +168,7 @@ class TorchForecaster(Forecaster):
                 forward takes `return_attention` (the transformer).
         """
         self._check_fitted()
-        threads.apply(self.config.train.threads)  # issue 16: threads
+        threads.apply(self.config.train.threads)  # threads
         self.network.eval()
         with torch.no_grad():
             out = self.network(
@@ -213,7 +213,7 @@ class TorchForecaster(Forecaster):
             path: destination file.
         """
         path = Path(path)
-        if not distributed.is_main():  # [ddp] rank 0 writes
+        if not distributed.is_main():  # rank 0 writes
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.history_.to_csv(path, index=False)
