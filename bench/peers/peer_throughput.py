@@ -1,7 +1,7 @@
 """Seconds per training epoch of the peer libraries at the reference setup.
 
     /work/bench-venv/bin/python bench/peers/peer_throughput.py [--peers nf_lstm darts_rnn]
-        [--repeats 3] [--threads 2] [--out bench/results/peer_throughput.json]
+        [--repeats 3] [--threads 2] [--max-windows N] [--out bench/results/peer_throughput.json]
 
 Reference setup (docs/benchmarks.md): ETTh1 training rows [0, 8640) z-scored with the
 protocol's scaler, input 96, horizon 24, hidden / d_model 64, batch 32, one epoch over the
@@ -9,7 +9,9 @@ protocol's scaler, input 96, horizon 24, hidden / d_model 64, batch 32, one epoc
 from Lightning's `on_train_start` to `on_train_end` (a callback), so model construction,
 the DataFrame -> library-dataset conversion and Trainer setup are excluded; per-batch
 window sampling/collation inside the training loop is included (it is part of each
-library's epoch). Needs the benchmark venv (bench/peers/setup.sh); never the toolkit's.
+library's epoch). `--max-windows N` (smoke runs) keeps the first N + L + H - 1 training
+rows, so every library trains on N windows. Needs the benchmark venv (bench/peers/setup.sh);
+never the toolkit's.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Setup:
         batch_size: windows per optimiser step.
         threads: torch intra-op threads.
         seed: weights and shuffling.
+        max_windows: train on this many windows (the first ones) instead of all 8,521;
+            None: all (the reference).
     """
 
     data_path: Path = DEFAULT_DATA
@@ -64,6 +68,7 @@ class Setup:
     batch_size: int = 32
     threads: int = 2
     seed: int = 0
+    max_windows: int | None = None
 
 
 @dataclass
@@ -82,6 +87,7 @@ class Timing:
     seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)  # torch's count after each epoch
 
     @property
     def median(self) -> float:
@@ -109,6 +115,8 @@ def scaled_train_frame(setup: Setup) -> pd.DataFrame:
     """
     bundle = ett_bundle(str(setup.data_path), "M", setup.input_length, setup.horizon)
     end = bundle.borders[0][0]
+    if setup.max_windows is not None:  # N windows need N + L + H - 1 rows
+        end = min(end, n_train_windows(setup) + setup.input_length + setup.horizon - 1)
     values = bundle.frame.values[:end].astype(np.float32)  # [8640, 7]
     df = pd.DataFrame(values, columns=list(bundle.layout.targets))
     df.insert(0, "date", pd.DatetimeIndex(bundle.frame.timestamps[:end]))
@@ -116,8 +124,9 @@ def scaled_train_frame(setup: Setup) -> pd.DataFrame:
 
 
 def n_train_windows(setup: Setup) -> int:
-    """Training windows of the protocol: 8640 - L - H + 1."""
-    return 8640 - setup.input_length - setup.horizon + 1
+    """Training windows: the protocol's 8640 - L - H + 1, at most `setup.max_windows`."""
+    full = 8640 - setup.input_length - setup.horizon + 1
+    return full if setup.max_windows is None else min(full, setup.max_windows)
 
 
 # Filled by the timer callbacks. Module-level, because neuralforecast deep-copies its models
@@ -422,6 +431,7 @@ def time_peer(name: str, setup: Setup, df: pd.DataFrame, timing: Timing) -> None
     measured, cfg = PEERS[name][4](setup, df)
     timing.seconds.append(round(measured["seconds"], 3))
     timing.cpu_seconds.append(round(measured["cpu_seconds"], 3))
+    timing.threads.append(torch.get_num_threads())
     timing.config = {k: v for k, v in cfg.items() if isinstance(v, int | float | str | list)}
 
 
@@ -445,6 +455,31 @@ def versions() -> dict[str, str]:
     return out
 
 
+# Variables that set threads or their waiting: OpenMP's (torch), and OpenBLAS's (numpy's
+# BLAS, whose threads spin for a while after a call, e.g. the read decoder's warm start).
+ENV_VARIABLES = (
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "FORECAST_OPENMP",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+)
+
+
+def openmp() -> dict[str, Any]:
+    """OpenMP's wait policy and torch's threads in this process, for the results file."""
+    from forecast import threads
+
+    choice = threads.current()
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "policy": threads.policy_of(os.environ),
+        **{k: os.environ.get(k) for k in ENV_VARIABLES},
+        "forecast_threads_choice": choice.as_dict() if choice is not None else None,
+    }
+
+
 def table(timings: list[Timing]) -> pd.DataFrame:
     """One row per model: median seconds per epoch, windows/s, every repeat, load."""
     rows = [
@@ -459,6 +494,7 @@ def table(timings: list[Timing]) -> pd.DataFrame:
             "cpu s": round(statistics.median(t.cpu_seconds), 2) if t.cpu_seconds else None,
             "repeats": " ".join(f"{s:.2f}" for s in t.seconds),
             "load": " ".join(f"{x:.1f}" for x in t.load),
+            "threads": " ".join(str(n) for n in sorted(set(t.threads))),
         }
         for t in timings
     ]
@@ -471,10 +507,11 @@ def main() -> None:
     p.add_argument("--peers", nargs="+", default=list(PEERS), choices=list(PEERS))
     p.add_argument("--repeats", type=int, default=3, help="epochs timed per model (median)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--max-windows", type=int, default=None, help="smoke runs: N windows")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "peer_throughput.json")
     args = p.parse_args()
     quiet()
-    setup = Setup(data_path=args.data_path, threads=args.threads)
+    setup = Setup(data_path=args.data_path, threads=args.threads, max_windows=args.max_windows)
     df = scaled_train_frame(setup)
     timings = {name: new_timing(name, setup) for name in args.peers}
     for r in range(args.repeats):  # interleaved, so a load spike hits every model alike
@@ -490,6 +527,7 @@ def main() -> None:
         "setup": {**asdict(setup), "data_path": str(setup.data_path)},
         "versions": versions(),
         "nproc": os.cpu_count(),
+        "openmp": openmp(),
         "timings": [t.as_dict() for t in timings.values()],
     }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
