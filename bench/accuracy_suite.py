@@ -8,6 +8,8 @@ published numbers (DESIGN.md).
         --models nlinear transformer_direct --seeds 0 1 2
     python bench/accuracy_suite.py --quick               # a smoke pass: 2 epochs, 1 seed
     python bench/accuracy_suite.py --set transformer_direct.lr=5e-4 --epochs 20
+    python bench/accuracy_suite.py --model-defaults --tracks M --inputs 336 --horizons 96 \
+        --models segrnn --seeds 0 1 2       # each model's own epochs, patience, batch
 
 Grid: tracks U and MS (and M on request) x input 96, 336 x horizon 24, 96 x every
 registered model x seeds 0 1 2, on the dataset's own protocol from its registry entry
@@ -126,7 +128,10 @@ def model_params(name: str, seed: int, args: argparse.Namespace) -> dict[str, An
     sets = parse_sets(args.set)
     if get_entry(name).kind != "neural":
         return dict(sets.get(name, {}))
-    params = {**NEURAL_DEFAULTS, "epochs": args.epochs, "seed": seed}
+    if getattr(args, "model_defaults", False):  # the model's own training settings
+        params = {"progress": False, "device": "cpu", "seed": seed}
+    else:
+        params = {**NEURAL_DEFAULTS, "epochs": args.epochs, "seed": seed}
     if args.quick:
         params.update(QUICK)
     params.update(sets.get("all", {}))
@@ -282,6 +287,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="MODEL.PARAM=VALUE")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="2 epochs on 2,048 windows, 1 seed")
+    p.add_argument(
+        "--model-defaults",
+        action="store_true",
+        help="train neural models with their own defaults (epochs, patience, batch, full "
+        "validation set) instead of the suite's shared settings (--epochs ignored)",
+    )
     p.add_argument("--rerun", action="store_true", help="run cells already on file again")
     p.add_argument("--summary-only", action="store_true", help="print what is on file")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines from the loop")

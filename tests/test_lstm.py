@@ -262,6 +262,37 @@ def test_fast_path_equals_the_step_loop(data, attention, kw):
         torch.testing.assert_close(ga[name], gb[name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+READ_TF = ["bahdanau", "luong_dot", "luong_general", "local_m", "none"]
+
+
+@pytest.mark.parametrize("attention", READ_TF)
+def test_read_decoder_full_teacher_forcing_equals_the_step_loop(data, attention):
+    """The autoregressive read decoder at teacher forcing 1 runs its decoder LSTM in one
+    call; it gives the step loop's numbers (the loop fed the truth at every step: a
+    ratio just below 1 draws no float32 uniform at or above it) and gradients."""
+    kw = {"decoding": "autoregressive", "feature_attention": attention == "luong_general"}
+    net = _net(data, attention, decoder="read", **kw).train()  # dropout 0: deterministic
+    batch = _batch(data, 20)
+    calls = []
+    net.decoder.lstm.register_forward_hook(lambda *_: calls.append(1))
+    results = {}
+    for ratio in (1.0, 1.0 - 1e-12):
+        net.zero_grad()
+        calls.clear()
+        out = net(batch, ratio, torch.Generator().manual_seed(0), return_attention=True)
+        assert len(calls) == (1 if ratio == 1.0 else H)  # one call, or one per step
+        out.prediction.square().mean().backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        results[ratio] = (out, grads)
+    (a, ga), (b, gb) = results.values()
+    torch.testing.assert_close(a.prediction, b.prediction, atol=1e-5, rtol=0)
+    if attention != "none":
+        torch.testing.assert_close(a.temporal_attention, b.temporal_attention, atol=1e-5, rtol=0)
+    assert ga.keys() == gb.keys()
+    for name in ga:
+        torch.testing.assert_close(ga[name], gb[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
 @pytest.mark.parametrize("decoder", ["classic", "read"])
 def test_inputs_reach_the_right_places(data, decoder):
     """Past covariates feed the encoder (and the read), known-future covariates the

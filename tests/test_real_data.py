@@ -346,3 +346,18 @@ def test_accuracy_suite_runs_ettm1_on_its_own_borders(tmp_path, monkeypatch, cap
     printed = capsys.readouterr().out
     assert "ETTm1 track U, input 336, horizon 96" in printed
     assert "[published] NLinear" in printed
+
+
+def test_accuracy_suite_model_defaults_keep_each_models_training_settings():
+    """`--model-defaults` trains a neural model with its own epochs, patience, batch and
+    full validation set; without it the suite's shared settings apply."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "accuracy_suite.py"
+    module_spec = importlib.util.spec_from_file_location("accuracy_suite", path)
+    suite = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(suite)
+    args = suite.argparse.Namespace(set=["segrnn.lr=0.01"], epochs=10, quick=False)
+    shared = suite.model_params("segrnn", 1, args)
+    assert shared["batch_size"] == 32 and shared["epochs"] == 10 and shared["lr"] == 0.01
+    args.model_defaults = True
+    own = suite.model_params("segrnn", 1, args)
+    assert own == {"progress": False, "device": "cpu", "seed": 1, "lr": 0.01}

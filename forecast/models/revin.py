@@ -62,8 +62,7 @@ class RevIN(nn.Module):
         """
         self._check(x, "normalize")
         # Population variance, detached: the statistics are data, not something to learn.
-        mean = x.mean(dim=1, keepdim=True)  # [B, 1, C]
-        var = x.var(dim=1, keepdim=True, unbiased=False)
+        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)  # [B, 1, C] each
         if self.detach_stats:
             mean, var = mean.detach(), var.detach()
         self._mean = mean

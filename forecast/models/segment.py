@@ -1,11 +1,12 @@
-"""Segment-recurrent attention LSTM, in the spirit of SegRNN (Lin et al., 2023).
+"""Segment-recurrent attention RNN, in the spirit of SegRNN (Lin et al., 2023).
 
 A per-step LSTM runs L recurrent steps per window; this one runs L / W. The input window
 is cut into N = ceil(L / W) segments of W steps (the window is padded at the start by
 repeating its first step when W does not divide L), each segment is embedded by one
-linear layer, and the encoder LSTM runs over the N segment embeddings. The decoder
+linear layer, and the encoder RNN (a GRU by default, as SegRNN's; or an LSTM) runs over
+the N segment embeddings. The decoder
 predicts all M = ceil(H / W) horizon segments in parallel (SegRNN's "parallel
-multi-step forecasting"): every horizon segment starts one LSTM step from the encoder's
+multi-step forecasting"): every horizon segment starts one recurrent step from the encoder's
 final state, fed a learned position embedding (+ a channel embedding), and a linear
 layer maps its state to the W values of that segment (the forecast is cut to H).
 
@@ -82,13 +83,13 @@ def auto_segment_length(input_length: int) -> int:
 
 @dataclass(frozen=True)
 class SegmentConfig(TorchModelConfig):
-    """Architecture of the segment-recurrent LSTM, and how it is trained (`train`).
+    """Architecture of the segment-recurrent RNN, and how it is trained (`train`).
 
     Args:
         segment_length: W, steps per segment, for input and horizon; None: see
             `auto_segment_length` (12 at L=96, 24 at L=336, 48 at L=720).
-        hidden_size: D, segment embedding and LSTM size.
-        num_layers: stacked LSTM layers in encoder and decoder.
+        hidden_size: D, segment embedding and recurrent state size.
+        num_layers: stacked recurrent layers in encoder and decoder.
         dropout: before the output layer (and between stacked layers).
         attention: 'none', 'bahdanau', 'luong_dot', 'luong_general', 'luong_concat',
             'local_m' or 'local_p' over the encoder's segment states.
@@ -105,13 +106,19 @@ class SegmentConfig(TorchModelConfig):
             learns the rest; the loop keeps the start if no epoch beats it).
         loss: training and validation objective on the scaled space: 'mse', or 'mae'
             (SegRNN's choice, less pulled by outliers).
-        cell: recurrent cell of encoder and decoder: 'lstm', or 'gru' (SegRNN's choice).
-        train: training settings; this model's defaults: no teacher forcing (parallel
-            decoding: no previous forecast is fed).
+        cell: recurrent cell of encoder and decoder: 'gru' (SegRNN's choice, the default:
+            the more accurate of the two on ETTh1, see docs/benchmarks.md) or 'lstm'
+            (oneDNN's fused LSTM: a little faster per epoch on a CPU).
+        train: training settings; this model's defaults: learning rate 3e-4 (the pair
+            with the GRU cell), no gradient clipping (as SegRNN: the recurrences run over
+            a few segments, not every step; on ETTh1 a clip at norm 1 never acted), no
+            teacher forcing (parallel decoding: no previous forecast is fed).
     """
 
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(teacher_forcing=0.0, tf_schedule="constant")
+        default_factory=lambda: TrainConfig(
+            lr=3e-4, grad_clip=None, teacher_forcing=0.0, tf_schedule="constant"
+        )
     )
     segment_length: int | None = None
     hidden_size: int = 64
@@ -125,8 +132,9 @@ class SegmentConfig(TorchModelConfig):
     normalization: str = "revin"
     revin_affine: bool = True
     skip: bool = False
+    freeze_skip: bool = False
     loss: str = "mse"
-    cell: str = "lstm"
+    cell: str = "gru"
 
     def __post_init__(self) -> None:
         check_choices(
@@ -169,7 +177,7 @@ def _segments(x: Tensor, n: int, w: int, pad_end: bool = False) -> Tensor:
 
 
 class SegmentNetwork(nn.Module):
-    """Segment embedding, LSTM encoder over segments, parallel attention decoder.
+    """Segment embedding, recurrent encoder over segments, parallel attention decoder.
 
     Args:
         layout: shapes and column roles of the windows.
@@ -277,7 +285,7 @@ class SegmentNetwork(nn.Module):
             query = torch.cat([h[-1][:, None].expand(-1, M, -1), inputs], dim=-1)  # [BT, M, 2D]
             context, weights = self.attention.attend_all(query, memory, memory, horizon=M)
             inputs = torch.cat([inputs, context], dim=-1)  # [BT, M, 2D]
-        # Every horizon segment is one LSTM step from the encoder's final state.
+        # Every horizon segment is one recurrent step from the encoder's final state.
         s = inputs.reshape(B * T * M, -1)
         for layer, cell in enumerate(self.decoder):
             start = [v[layer][:, None].expand(B * T, M, D).reshape(-1, D) for v in states]
@@ -318,21 +326,23 @@ class SkipSegmentNetwork(SegmentNetwork):
             train: the training windows.
         """
         start_skip(self.skip, train)
+        if self.cfg.freeze_skip:
+            self.skip.requires_grad_(False)
 
 
 @register_model(
     "segrnn_bahdanau",
     kind="neural",
     defaults={"attention": "bahdanau"},
-    description="segment-recurrent LSTM (SegRNN-style) with Bahdanau attention over segments",
+    description="segment-recurrent GRU (SegRNN-style) with Bahdanau attention over segments",
 )
 @register_model(
     "segrnn",
     kind="neural",
-    description="segment-recurrent LSTM (SegRNN-style), parallel decoder, Luong dot attention",
+    description="segment-recurrent GRU (SegRNN-style), parallel decoder, Luong dot attention",
 )
 class SegmentForecaster(TorchForecaster):
-    """Segment-recurrent attention LSTM trained by the one loop in `forecast.training`."""
+    """Segment-recurrent attention RNN trained by the one loop in `forecast.training`."""
 
     Config = SegmentConfig
 
