@@ -14,7 +14,8 @@ libgomp reads its policy (`OMP_WAIT_POLICY`, `GOMP_SPINCOUNT`) once, when torch 
 so `prepare_openmp()` runs from `import forecast`, before torch is imported: on a busy
 machine it sets `OMP_WAIT_POLICY=PASSIVE`, on an idle one it keeps libgomp's default
 (a short spin, then sleep), unless the user set either variable (`FORECAST_OPENMP=off`
-opts out). The thread count can change at any time; `apply(requested)` sets it, once per
+opts out). The thread count can change at any time; `apply(requested)` sets it (and caps
+numpy's BLAS threads at the same count, `limit_blas`), once per
 process for `"auto"` (later calls reuse the first choice: the process's own training
 would otherwise count as load), records the choice (`current()`, written to a run's
 environment manifest) and warns once when an explicit setting is in the slow regime.
@@ -291,11 +292,29 @@ def apply(requested: int | str | None = "auto") -> ThreadChoice:
         choice = choose(usable_cores(), machine_load(), requested, policy_of(os.environ))
     if torch.get_num_threads() != choice.threads:
         torch.set_num_threads(choice.threads)
+    if choice is not _CHOICE:
+        limit_blas(choice.threads)
     if choice.warning and choice.warning not in _WARNED:
         _WARNED.add(choice.warning)
         log.warning(choice.warning)
     _CHOICE = choice
     return choice
+
+
+def limit_blas(threads: int) -> None:
+    """Cap the BLAS libraries loaded in this process (numpy's OpenBLAS: the least-squares
+    warm starts and ridge fits) at `threads`, like torch's pool: their threads spin after
+    each call, on cores torch's threads then wait for. Uses threadpoolctl (scikit-learn's
+    own dependency); a no-op without it.
+
+    Args:
+        threads: the thread count chosen for torch.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on it
+        return
+    threadpool_limits(limits=threads, user_api="blas")
 
 
 def current() -> ThreadChoice | None:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import threadpoolctl
 import torch
 
 from forecast import threads
@@ -103,8 +104,29 @@ def fresh(monkeypatch):
     monkeypatch.setattr(threads, "torch_default_threads", lambda env=None: before)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(key, raising=False)
+    blas = _blas_threads()
     yield monkeypatch
     torch.set_num_threads(before)
+    if blas:
+        threadpoolctl.threadpool_limits(limits=max(blas), user_api="blas")
+
+
+def _blas_threads() -> list[int]:
+    """Threads of every BLAS library loaded in this process (numpy's OpenBLAS)."""
+    return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+
+def test_apply_caps_numpys_blas_threads_like_torchs(fresh):
+    import numpy as np
+
+    np.linalg.lstsq(np.ones((4, 2)), np.ones(4), rcond=None)  # BLAS loaded
+    assert _blas_threads(), "numpy's BLAS should be loaded"
+    fresh.setattr(threads, "usable_cores", lambda: 2)
+    fresh.setattr(threads, "machine_load", lambda: 0.0)
+    threads.apply(1)
+    assert _blas_threads() == [1] * len(_blas_threads())
+    threads.apply(2)
+    assert torch.get_num_threads() == 2 and set(_blas_threads()) == {2}
 
 
 def test_auto_is_decided_once_per_process(fresh):
