@@ -14,10 +14,15 @@ Sections (`--only` picks some):
 - `mse`: time to a test MSE (default <= 0.030) on ETTh1 track U, L 96 H 24: `lstm` with
   its defaults, the test MSE read after every epoch (the loop's per-epoch evaluation,
   run on the test windows, patience off: a trace, not model selection). Peers: when
-  the benchmark venv (bench/peers, /work/bench-venv) is present, the command that
-  times them is printed (their runs take tens of minutes).
+  the benchmark venv (bench/peers, /work/bench-venv) is present,
+  `bench/peers/peer_mse_latency.py` runs in it (a subprocess, its output streamed):
+  neuralforecast's LSTM and darts' RNNModel(LSTM) on the same scaled windows, their test
+  MSE after every epoch, their training seconds (evaluation excluded), then their
+  one-window latency and windows/s over every test window; without the venv a
+  "NOT measured" line.
 - `predict`: one-window latency and batch-256 throughput (`inference_latency.time_calls`)
-  and the windows/s of predicting every ETTh1 test window (`predict_dataset`).
+  and the windows/s of predicting every ETTh1 test window (`predict_dataset`), track MS
+  and track U (the peers' track); the peers' figures when `mse` did not run them.
 - `e2e`: end-to-end wall time of the default experiment and the ETTh1 U config
   (`python run_experiment.py`, in a temporary folder, one worker) against the sum of
   its (model, seed) fit and predict seconds (`fit_seconds`, `predict_seconds` of each
@@ -121,7 +126,7 @@ def segment(quick: bool) -> None:
         )
 
 
-def time_to_mse(target: float, quick: bool) -> None:
+def time_to_mse(target: float, quick: bool, n_threads: int) -> None:
     """Seconds of training until `lstm`'s test MSE on ETTh1 U L96 H24 reaches `target`."""
     data = ett_bundle(pd.read_csv(ETTH1), "U", 96, 24)
     epochs = SIZES["mse_epochs"][0 if quick else 1]
@@ -146,24 +151,51 @@ def time_to_mse(target: float, quick: bool) -> None:
     else:
         print(f"ours (lstm): test MSE NOT <= {target} in {epochs} epochs "
               f"(best {h['val_loss'].min():.4f}) {tag()}")  # fmt: skip
-    if PEER_VENV.is_file():
-        print(f"peers: {PEER_VENV} bench/compare_peers.py (tens of minutes; not run here)")
-    else:
+    run_peers("mse", target, quick, n_threads)
+
+
+_PEERS_RUN: list[str] = []  # the section that ran the peers (they run once per process)
+
+
+def run_peers(section: str, target: float, quick: bool, n_threads: int) -> None:
+    """The peers' time to `target`, one-window latency and throughput (neuralforecast
+    LSTM, darts RNNModel; bench/peers/peer_mse_latency.py in the benchmark venv, output
+    streamed), once: the second of `mse` / `predict` points to the first's output."""
+    if _PEERS_RUN:
+        print(f"peers: printed in the {_PEERS_RUN[0]} section above (one run times both)")
+        return
+    _PEERS_RUN.append(section)
+    if not PEER_VENV.is_file():
         print("peers: the benchmark venv is not installed here (bash bench/peers/setup.sh); "
-              "darts / neuralforecast NOT measured")  # fmt: skip
+              "darts / neuralforecast time to MSE, latency, throughput NOT measured")  # fmt: skip
+        return
+    argv = [str(PEER_VENV), "bench/peers/peer_mse_latency.py", "--target", str(target),
+            "--threads", str(n_threads), *(["--quick"] if quick else [])]  # fmt: skip
+    print(f"peers ({' '.join(argv[1:])}):", flush=True)
+    # The script puts this checkout first on sys.path (its toolkit, not the venv's).
+    with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:  # fmt: skip
+        for line in proc.stdout or ():
+            print(line.rstrip(), flush=True)
+    if proc.returncode:
+        print(f"(peers: exit code {proc.returncode})")
 
 
 def predict(quick: bool) -> None:
-    """One-window latency, batch-256 and whole-test-set throughput on ETTh1 (track MS),
+    """One-window latency, batch-256 and whole-test-set throughput on ETTh1 (tracks MS, U),
     timed as `inference_latency.py` does (`time_calls`: medians after warm-up calls)."""
     from inference_latency import time_calls
 
-    data = ett_bundle(pd.read_csv(ETTH1), "MS", 96, 24)
+    frame = pd.read_csv(ETTH1)
+    bundles = {track: ett_bundle(frame, track, 96, 24) for track in ("MS", "U")}
     runs = SIZES["latency_runs"][0 if quick else 1]
     # lstm's first phase reads a learned lag prior (no LSTM runs); its trained network
-    # runs the content phase, so both are timed.
-    cases = [("lstm", {}), ("lstm", {"attention_warmup": 0}), ("segrnn", {})]
-    for name, extra in cases:
+    # runs the content phase, so both are timed. Track U: the peers' (run_peers).
+    content = {"attention_warmup": 0}
+    cases = [("MS", "lstm", {}), ("MS", "lstm", content), ("MS", "segrnn", {}),
+             ("U", "lstm", {}), ("U", "lstm", content)]  # fmt: skip
+    for track, name, extra in cases:
+        data = bundles[track]
         model = create_model(name, data.layout, epochs=1, progress=False, patience=None, **extra)
         model.fit(data.train.subset(np.arange(64)), None)  # latency does not need training
         one, _ = time_calls(model, data.test.batch(np.arange(1)), runs)
@@ -171,7 +203,7 @@ def predict(quick: bool) -> None:
         start = time.perf_counter()
         predict_dataset(model, data.test)
         seconds = time.perf_counter() - start
-        label = name + (" (content phase)" if extra else "")
+        label = f"{name}{' (content phase)' if extra else ''}, track {track}"
         print(
             f"{label}: one window {1000 * np.median(one):.2f} ms, batch 256 "
             f"{256 / np.median(many):.0f} windows/s, every test window ({len(data.test)}) "
@@ -238,9 +270,10 @@ def main() -> None:
         elif section == "segment":
             segment(args.quick)
         elif section == "mse":
-            time_to_mse(args.mse, args.quick)
+            time_to_mse(args.mse, args.quick, choice.threads)
         elif section == "predict":
             predict(args.quick)
+            run_peers("predict", args.mse, args.quick, choice.threads)
         else:
             end_to_end(args.quick)
         threads.apply(choice.threads)  # a section's script may have changed it
