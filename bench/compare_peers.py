@@ -70,6 +70,8 @@ OURS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "lstm_bahdanau_ar_tf": ("lstm_bahdanau", "MS", PER_STEP_TF),
     "lstm_classic_tf": ("lstm_classic", "MS", {"teacher_forcing": 1.0}),  # fused Luong dot
     "lstm_direct": ("lstm", "MS", {"attention_warmup": 0}),  # the default, content phase
+    # The same work as their plain LSTMs (no attention): what our loop costs against theirs.
+    "lstm_plain_tf": ("lstm_classic", "MS", {"teacher_forcing": 1.0, "attention": "none"}),
     "transformer_tf": ("transformer", "MS", {"teacher_forcing": 1.0}),
     "transformer_direct": ("transformer_direct", "MS", {}),
     "nlinear": ("nlinear", "MS", {}),
@@ -84,6 +86,8 @@ PAIRS: list[tuple[str, str, float | None]] = [
     ("lstm_classic_tf", "nf_lstm", FULL_TF),
     ("lstm_classic_tf", "darts_rnn", FULL_TF),
     ("lstm_direct", "nf_lstm", None),
+    ("lstm_plain_tf", "nf_lstm", None),
+    ("lstm_plain_tf", "darts_rnn", None),
     ("lstm_direct", "darts_rnn", None),
     ("transformer_tf", "darts_transformer", None),
     ("transformer_direct", "darts_transformer", None),
@@ -92,7 +96,13 @@ PAIRS: list[tuple[str, str, float | None]] = [
     ("nlinear", "darts_nlinear", None),
     ("nlinear", "nf_nlinear", None),
 ]
-DEFAULT_OURS = ["lstm_ar_tf", "lstm_bahdanau_ar_tf", "lstm_classic_tf", "lstm_direct"]
+DEFAULT_OURS = [
+    "lstm_ar_tf",
+    "lstm_bahdanau_ar_tf",
+    "lstm_classic_tf",
+    "lstm_direct",
+    "lstm_plain_tf",
+]
 DEFAULT_PEERS = ["nf_lstm", "darts_rnn"]
 
 
