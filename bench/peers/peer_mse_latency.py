@@ -199,13 +199,7 @@ def darts_rnn(task: Task, setup: pt.Setup, epochs: int, steps: int) -> Peer:
     from darts import TimeSeries
     from darts.models import RNNModel
 
-    cfg = {
-        "model": "LSTM",
-        "input_chunk_length": setup.input_length,
-        "training_length": setup.input_length + setup.horizon,
-        "hidden_dim": setup.hidden,
-        "n_rnn_layers": 1,
-    }
+    cfg = pt.darts_rnn_config(setup)
     model = RNNModel(
         **cfg,
         batch_size=setup.batch_size,

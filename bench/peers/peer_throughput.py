@@ -262,19 +262,25 @@ def _darts_ms(setup: Setup, df: pd.DataFrame, model_cls: Any, cfg: dict[str, Any
     return _darts_fit(setup, model_cls, cfg, fit)
 
 
-def darts_rnn(setup: Setup, df: pd.DataFrame) -> tuple[Measured, dict[str, Any]]:
-    """darts RNNModel (LSTM, 1 layer, hidden 64) on the 7 columns as a multivariate target
-    (track M: RNNModel takes no past covariates); training_length = L + H gives the same
-    8,521 training sequences as the protocol's windows."""
-    from darts.models import RNNModel
-
-    cfg = {
+def darts_rnn_config(setup: Setup) -> dict[str, Any]:
+    """RNNModel's settings at the reference setup: an LSTM of one layer, training_length
+    L + H (the same training sequences as the protocol's windows)."""
+    return {
         "model": "LSTM",
         "input_chunk_length": setup.input_length,
         "training_length": setup.input_length + setup.horizon,
         "hidden_dim": setup.hidden,
         "n_rnn_layers": 1,
     }
+
+
+def darts_rnn(setup: Setup, df: pd.DataFrame) -> tuple[Measured, dict[str, Any]]:
+    """darts RNNModel (LSTM, 1 layer, hidden 64) on the 7 columns as a multivariate target
+    (track M: RNNModel takes no past covariates); training_length = L + H gives the same
+    8,521 training sequences as the protocol's windows."""
+    from darts.models import RNNModel
+
+    cfg = darts_rnn_config(setup)
     measured = _darts_fit(setup, RNNModel, cfg, {"series": _darts_series(df, list(ETT_COLUMNS))})
     return measured, cfg
 
