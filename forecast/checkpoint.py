@@ -229,8 +229,11 @@ def read_model(
     lay = dict(payload["layout"])
     for key in ("targets", "past_covariates", "known_covariates"):
         lay[key] = tuple(lay[key])
+    # A setting missing from an older checkpoint took the default of its day, which may
+    # have changed since (`Config.SAVED_BEFORE`: e.g. the segment model's cell).
+    saved = {**getattr(cls.Config, "SAVED_BEFORE", {}), **payload["config"]}
     try:
-        config = cls.Config.from_params(**payload["config"])
+        config = cls.Config.from_params(**saved)
         model = cls(WindowLayout(**lay), config)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its config does not fit {cls.__name__} ({err})") from None

@@ -139,6 +139,32 @@ def test_checkpoint_round_trip(seasonal_fit, tmp_path):
     torch.testing.assert_close(a.temporal_attention, b.temporal_attention, rtol=0, atol=0)
 
 
+def test_checkpoint_saved_before_the_cell_setting_loads_as_lstm(tmp_path, monkeypatch):
+    """A checkpoint written before `cell` existed holds an LSTM: it still loads and
+    predicts the same, though the default cell is now the GRU."""
+    import forecast.checkpoint as ckpt
+
+    data = prepare_data(_seasonal(), ColumnRoles(("y",)), input_length=24, horizon=6)
+    model = create_model(
+        "segrnn", data.layout, cell="lstm", epochs=1, progress=False, seed=0, device="cpu"
+    )
+    model.fit(data.train, data.val)
+    path = save_checkpoint(model, tmp_path / "old.pt", data.scaler)
+    real = ckpt.read_checkpoint
+
+    def without_cell(p):
+        payload = real(p)
+        payload["config"] = {k: v for k, v in payload["config"].items() if k != "cell"}
+        return payload
+
+    monkeypatch.setattr(ckpt, "read_checkpoint", without_cell)
+    loaded = load_checkpoint(path)
+    assert loaded.config.cell == "lstm" and create_model("segrnn", data.layout).config.cell == "gru"
+    batch = data.test.batch([0, 3])
+    a, b = model.predict_batch(batch), loaded.predict_batch(batch)
+    torch.testing.assert_close(a.prediction, b.prediction, rtol=0, atol=0)
+
+
 def test_skip_starts_at_the_least_squares_nlinear():
     """With `skip=True` the output layer starts at 0 and the skip at the ridge NLinear
     fit: before any epoch, with last-value normalisation, the forecast is `nlinear`'s."""

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -114,6 +115,9 @@ class SegmentConfig(TorchModelConfig):
             a few segments, not every step; on ETTh1 a clip at norm 1 never acted), no
             teacher forcing (parallel decoding: no previous forecast is fed).
     """
+
+    # Checkpoints saved before `cell` existed hold an LSTM (see forecast.checkpoint).
+    SAVED_BEFORE: ClassVar[dict[str, str]] = {"cell": "lstm"}
 
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
