@@ -128,7 +128,7 @@ def model_params(name: str, seed: int, args: argparse.Namespace) -> dict[str, An
     sets = parse_sets(args.set)
     if get_entry(name).kind != "neural":
         return dict(sets.get(name, {}))
-    if getattr(args, "model_defaults", False):  # the model's own training settings
+    if args.model_defaults:  # the model's own training settings
         params = {"progress": False, "device": "cpu", "seed": seed}
     else:
         params = {**NEURAL_DEFAULTS, "epochs": args.epochs, "seed": seed}

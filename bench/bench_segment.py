@@ -49,16 +49,16 @@ from forecast.data.windows import WindowDataset, WindowLayout  # noqa: E402
 CASES = [(96, 24), (720, 96)]
 TARGETS = {96: 5.0, 720: 30.0}
 REFERENCE = "lstm"
+# Not a model: the bare per-step floor (`bench_floor.BareDirect`, an nn.LSTM encoder over
+# every step, one decoder call, fused Adam) at the per-step lstm's hidden size, batch and
+# lr; the issue's probe of the segment idea trained 3.0x faster than it.
+FLOOR = "floor"
 # name -> (registry model, extra parameters)
 VARIANTS = {
     "lstm": ("lstm", {"attention_warmup": 0}),
     "lstm_warmup": ("lstm", {}),
     "segrnn": ("segrnn", {}),
     "segrnn_bahdanau": ("segrnn_bahdanau", {}),
-    # Not a model: the bare per-step floor (`bench_floor.BareDirect`, an nn.LSTM encoder
-    # over every step, one decoder call, fused Adam) at the per-step lstm's hidden size,
-    # batch and lr; the issue's probe of the segment idea trained 3.0x faster than it.
-    "floor": ("", {}),
     # Other settings measured in docs/benchmarks.md.
     "segrnn_lstm": ("segrnn", {"cell": "lstm"}),
     "segrnn_b128": ("segrnn", {"batch_size": 128}),
@@ -77,7 +77,7 @@ def dataset(L: int, H: int, n_windows: int, seed: int = 0) -> WindowDataset:
 def time_variant(name: str, ds: WindowDataset) -> tuple[float, float]:
     """One epoch of `name` on `ds` by the real loop: (windows/s by the epoch clock,
     windows per CPU-second of this process over the whole fit)."""
-    if name == "floor":  # the bare per-step floor, at the per-step `lstm`'s own settings
+    if name == FLOOR:  # the bare per-step floor, at the per-step `lstm`'s own settings
         cfg = create_model(REFERENCE, ds.layout).config
         cpu = time.process_time()
         seconds = time_floor(ds, cfg.hidden_size, cfg.train.batch_size, cfg.train.lr)
@@ -99,11 +99,12 @@ def main() -> None:
     p.add_argument(
         "--windows", nargs=2, type=int, default=[960, 384], help="windows per run, L=96 and L=720"
     )
-    p.add_argument("--only", nargs="*", default=None, help=f"variants (default: {list(VARIANTS)})")
+    every = [*VARIANTS, FLOOR]
+    p.add_argument("--only", nargs="*", default=None, help=f"variants (default: {every})")
     p.add_argument("--out", default="bench/results/segment_throughput.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    names = args.only or list(VARIANTS)
+    names = args.only or every
     if REFERENCE not in names:
         names = [REFERENCE, *names]
     load_before = os.getloadavg()
@@ -113,7 +114,7 @@ def main() -> None:
         ds = dataset(L, H, n)
         runs = run_rounds(names, lambda name, ds=ds: time_variant(name, ds), args.repeats)
         ref = [r[0] for r in runs[REFERENCE]]
-        floor = [r[0] for r in runs["floor"]] if "floor" in runs else None
+        floor = [r[0] for r in runs[FLOOR]] if FLOOR in runs else None
         rows = []
         for name in names:
             speed = [r[0] for r in runs[name]]

@@ -355,7 +355,9 @@ def test_accuracy_suite_model_defaults_keep_each_models_training_settings():
     module_spec = importlib.util.spec_from_file_location("accuracy_suite", path)
     suite = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(suite)
-    args = suite.argparse.Namespace(set=["segrnn.lr=0.01"], epochs=10, quick=False)
+    args = suite.argparse.Namespace(
+        set=["segrnn.lr=0.01"], epochs=10, quick=False, model_defaults=False
+    )
     shared = suite.model_params("segrnn", 1, args)
     assert shared["batch_size"] == 32 and shared["epochs"] == 10 and shared["lr"] == 0.01
     args.model_defaults = True

@@ -379,8 +379,13 @@ class ReadDecoder(nn.Module):
         previous = self.attention is not None and self.attention.uses_previous_state
         if not self.needs_states():  # warm-up: the lag prior only, no query
             y, temporal, per_value = self._steps(None, None, values, 0, maps)
-        elif not self.autoregressive:
-            s, _ = self.lstm(torch.cat([future_known, steps], dim=-1), state)  # [B, H, D]
+        elif not self.autoregressive or (truth is not None and teacher_forcing >= 1.0):
+            # One decoder call over the horizon: direct decoding, or full teacher forcing
+            # (every step's input is known: the previous true target).
+            inputs = [future_known, steps]
+            if self.autoregressive:
+                inputs.append(torch.cat([last, truth[:, :-1]], dim=1))  # [B, H, T]
+            s, _ = self.lstm(torch.cat(inputs, dim=-1), state)  # [B, H, D]
             if previous:  # Bahdanau: the query of step h is the state after step h - 1
                 s = torch.cat([state[0][-1][:, None], s[:, :-1]], dim=1)
             q = s + self.step_query if self.attention is not None else s
@@ -414,26 +419,16 @@ class ReadDecoder(nn.Module):
         generator: torch.Generator | None,
         maps: bool,
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Autoregressive decoding: step h's query also sees the forecast of step h - 1
-        (or the truth, with probability `teacher_forcing`)."""
+        """Autoregressive decoding step by step: step h's query also sees the forecast of
+        step h - 1 (or the truth, with probability `teacher_forcing` < 1; at 1 `forward`
+        makes one call)."""
         B, H = values.shape[0], self.horizon
-        previous = self.attention is not None and self.attention.uses_previous_state
-        if truth is not None and teacher_forcing >= 1.0:
-            # Full teacher forcing: every step's input is known, so the decoder LSTM runs
-            # over the horizon in one call and the reads of all steps go together.
-            prev = torch.cat([last, truth[:, :-1]], dim=1)  # [B, H, T]
-            steps = self.steps.expand(B, -1, -1)
-            s, _ = self.lstm(torch.cat([future_known, steps, prev], dim=-1), state)
-            if previous:  # Bahdanau: step h asks with the state after step h - 1
-                s = torch.cat([state[0][-1][:, None], s[:, :-1]], dim=1)
-            q = s + self.step_query if self.attention is not None else s
-            y, temporal, per_value = self._steps(q, keys, values, 0, maps)
-            return base + y, temporal, (per_value / H if per_value is not None else None)
         use_truth = None
         if truth is not None and 0.0 < teacher_forcing < 1.0:
             where = generator.device if generator is not None else torch.device("cpu")
             draw = torch.rand(B, H, 1, generator=generator, device=where)
             use_truth = (draw < teacher_forcing).to(values.device)  # [B, H, 1]
+        previous = self.attention is not None and self.attention.uses_previous_state
         h_prev = state[0][-1][:, None]  # [B, 1, D] the state before step 0
         prev = last  # [B, 1, T] the last observed targets feed step 0
         ys, temporals, per_value = [], [], 0.0
